@@ -1,0 +1,55 @@
+"""Checkpoints: plain dicts of tensors and primitives, loaded with weights_only=True.
+
+A checkpoint holds the model (with its normalisation), optimiser, scheduler, epoch, best
+metric, RNG states, the resolved config and the recurrent network's definition, so that
+it can be resumed, evaluated on new inputs, or used without the config that made it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rnn_ff.model import FeedForwardApproximator
+from rnn_ff.network import RecurrentNetwork
+from rnn_ff.storage import StorageError, atomic_save, safe_load
+
+CHECKPOINT_FORMAT = "rnn_ff.checkpoint/1"
+
+
+class CheckpointError(StorageError):
+    """A checkpoint that is not one of ours, or not for this task or model."""
+
+
+def save_checkpoint(path: str | Path, **contents) -> None:
+    atomic_save({"format": CHECKPOINT_FORMAT, **contents}, path)
+
+
+def load_checkpoint(path: str | Path, task: str | None = None, model_hparams: dict | None = None) -> dict:
+    """Load and check a checkpoint; `task`/`model_hparams` must match when given."""
+    checkpoint = safe_load(path, "checkpoint")
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an rnn_ff checkpoint (format {checkpoint.get('format')!r})")
+    if task is not None and checkpoint["task"] != task:
+        raise CheckpointError(f"checkpoint {path} was trained on task {checkpoint['task']!r}, not {task!r}")
+    if model_hparams is not None and checkpoint["model_hparams"] != model_hparams:
+        raise CheckpointError(f"checkpoint {path} holds a model {checkpoint['model_hparams']}, "
+                              f"but this run builds {model_hparams}")
+    return checkpoint
+
+
+def approximator_from(checkpoint: dict) -> FeedForwardApproximator:
+    model = FeedForwardApproximator(**checkpoint["model_hparams"])
+    model.load_state_dict(checkpoint["model"])
+    return model.eval()
+
+
+def load_approximator(path: str | Path, device: str | torch.device = "cpu") -> FeedForwardApproximator:
+    """The trained MLP of a checkpoint, mapping raw inputs (B x D) to rates (B x N)."""
+    return approximator_from(load_checkpoint(path)).to(device)
+
+
+def load_network(path: str | Path) -> RecurrentNetwork:
+    """The recurrent network a checkpoint's approximator was trained on."""
+    return RecurrentNetwork.from_state_dict(load_checkpoint(path)["network"])

@@ -1,0 +1,140 @@
+"""Structured configs: the schema of every config group, registered in Hydra's ConfigStore.
+
+A misspelt key or a wrongly typed value fails when Hydra composes the config; values
+that are well typed but meaningless (a negative size, an unknown device) fail in
+`validate`, before any work, with a message that names the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+from rnn_ff.solver import SolverOptions
+from rnn_ff.tasks import TASKS
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+HIDDEN_ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
+OUTPUT_ACTIVATIONS = ("relu", "softplus", "none")
+
+
+class ConfigError(ValueError):
+    """A config value that is well typed but not allowed; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    hidden: int = 512
+    activation: str = "relu"
+    output_activation: str = "relu"  # rates are >= 0; relu also gives exact zeros
+
+
+@dataclass
+class SolverConfig(SolverOptions):
+    dtype: str = "float64"
+    progress: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 300
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    warmup_epochs: int = 5
+    min_lr_ratio: float = 0.01  # cosine schedule floor, as a fraction of lr
+    grad_clip: float = 1.0
+    patience: int = 40  # early stopping: epochs without a better val/rel_error
+    checkpoint_every: int = 1  # epochs between writes of checkpoints/last.pt
+    n_figure_examples: int = 4
+    progress: bool = True
+
+
+@dataclass
+class DataConfig:
+    n_train: int = 4096
+    n_val: int = 512
+    n_test: int = 512
+    seed: int = 0  # the dataset's own seed: a sweep over `seed` reuses one dataset
+    cache_dir: str = "${paths.cache_dir}"
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "${rnn_ff.project_root:}"
+    log_dir: str = "${paths.root_dir}/outputs"
+    cache_dir: str = "${paths.log_dir}/cache"
+    output_dir: str = "${hydra:runtime.output_dir}"
+
+
+@dataclass
+class TrainConfig:
+    task: Any = MISSING
+    model: ModelConfig = field(default_factory=ModelConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    resume: Optional[str] = None  # a checkpoint path, or "auto": this run dir's (or the latest matching) last.pt
+
+
+def register_configs() -> None:
+    if not OmegaConf.has_resolver("rnn_ff.project_root"):
+        OmegaConf.register_new_resolver("rnn_ff.project_root", lambda: str(PROJECT_ROOT))
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    for name, (schema, _) in TASKS.items():
+        store.store(group="task", name=f"{name}_schema", node=schema)
+
+
+def solver_options(solver_cfg) -> SolverOptions:
+    return SolverOptions(**{f.name: solver_cfg[f.name] for f in fields(SolverOptions)})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto")
+    return torch.device(name)
+
+
+def validate(cfg) -> None:
+    """Reject meaningless values before any work is done."""
+
+    def check(ok: bool, key: str, value, allowed: str) -> None:
+        if not ok:
+            raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+    check(cfg.task.name in TASKS, "task.name", cfg.task.name, f"allowed: {sorted(TASKS)}")
+    check(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"), "device", cfg.device,
+          "allowed: auto, cpu, cuda, cuda:N")
+    check(cfg.model.hidden >= 1, "model.hidden", cfg.model.hidden, "must be >= 1")
+    check(cfg.model.activation in HIDDEN_ACTIVATIONS, "model.activation", cfg.model.activation,
+          f"allowed: {list(HIDDEN_ACTIVATIONS)}")
+    check(cfg.model.output_activation in OUTPUT_ACTIVATIONS, "model.output_activation",
+          cfg.model.output_activation, f"allowed: {list(OUTPUT_ACTIVATIONS)}")
+    check(cfg.solver.dtype in DTYPES, "solver.dtype", cfg.solver.dtype, f"allowed: {list(DTYPES)}")
+    from torchdiffeq._impl.odeint import SOLVERS
+
+    check(cfg.solver.method in SOLVERS, "solver.method", cfg.solver.method, f"allowed: {sorted(SOLVERS)}")
+    for key in ("n_train", "n_val", "n_test"):
+        check(cfg.data[key] >= 1, f"data.{key}", cfg.data[key], "must be >= 1")
+    for key in ("max_epochs", "batch_size", "checkpoint_every"):
+        check(cfg.trainer[key] >= 1, f"trainer.{key}", cfg.trainer[key], "must be >= 1")
+    for key in ("lr", "grad_clip"):
+        check(cfg.trainer[key] > 0, f"trainer.{key}", cfg.trainer[key], "must be > 0")
+    check(cfg.trainer.weight_decay >= 0, "trainer.weight_decay", cfg.trainer.weight_decay, "must be >= 0")
+    check(cfg.trainer.patience >= 1, "trainer.patience", cfg.trainer.patience, "must be >= 1")
+    try:
+        solver_options(cfg.solver)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error

@@ -1,0 +1,85 @@
+"""Metrics, speed and figures of a trained approximator against the recurrent network."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from rnn_ff.model import FeedForwardApproximator  # noqa: E402
+from rnn_ff.solver import SolverOptions, solve  # noqa: E402
+from rnn_ff.tasks import Task  # noqa: E402
+
+
+def regression_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """rel_error = ||P - T||_F / ||T||_F; r2 = 1 - SSE / total variance around the unit means."""
+    error = predicted - target
+    total = ((target - target.mean(0)) ** 2).sum()
+    return {
+        "rel_error": (error.norm() / target.norm().clamp_min(1e-300)).item(),
+        "r2": (1.0 - (error**2).sum() / total.clamp_min(1e-300)).item(),
+        "mse": (error**2).mean().item(),
+    }
+
+
+@torch.no_grad()
+def predict(model: FeedForwardApproximator, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return model(inputs.to(device, torch.float32)).double().cpu()
+
+
+def evaluate(model: FeedForwardApproximator, task: Task, inputs: torch.Tensor, labels: dict, target: torch.Tensor,
+             device: torch.device, prefix: str) -> dict[str, float]:
+    """Regression and task metrics of the FF model; the task metrics of the recurrent
+    network itself are reported beside them as `<prefix>/recurrent_<name>`."""
+    predicted = predict(model, inputs, device)
+    metrics = {f"{prefix}/{k}": v for k, v in regression_metrics(predicted, target).items()}
+    metrics |= {f"{prefix}/{k}": v for k, v in task.metrics(inputs, labels, predicted, target).items()}
+    metrics |= {f"{prefix}/recurrent_{k}": v for k, v in task.metrics(inputs, labels, target, target).items()}
+    return metrics
+
+
+def measure_speed(model: FeedForwardApproximator, task: Task, inputs: torch.Tensor, options: SolverOptions,
+                  device: torch.device, dtype: torch.dtype, repeats: int = 5) -> dict[str, float]:
+    """Seconds per sample of the recurrent solve and of the FF pass, same inputs and device."""
+    ode = solve(task.network, inputs, options, device=device, dtype=dtype).seconds
+    batch = inputs.to(device, torch.float32)
+    ff_times = []
+    with torch.no_grad():
+        model(batch)  # warm-up
+        for _ in range(repeats):
+            _synchronize(device)
+            start = time.perf_counter()
+            model(batch)
+            _synchronize(device)
+            ff_times.append(time.perf_counter() - start)
+    ff = statistics.median(ff_times)
+    n = len(inputs)
+    return {"speed/ode_seconds_per_sample": ode / n, "speed/ff_seconds_per_sample": ff / n, "speed/speedup": ode / ff}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plot_examples(inputs: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor, n_examples: int):
+    """One row per example: the input, and the recurrent fixed point against the FF output."""
+    n_examples = min(n_examples, len(inputs))
+    figure, axes = plt.subplots(n_examples, 2, figsize=(10, 2.2 * n_examples), squeeze=False)
+    for row in range(n_examples):
+        axes[row, 0].bar(range(inputs.shape[1]), inputs[row].numpy(), color="0.6")
+        axes[row, 0].set_ylabel(f"example {row}")
+        axes[row, 1].plot(target[row].numpy(), "o-", ms=3, label="recurrent fixed point")
+        axes[row, 1].plot(predicted[row].numpy(), "x--", ms=3, label="feed-forward")
+    axes[0, 0].set_title("input u")
+    axes[0, 1].set_title("rates r* per unit")
+    axes[0, 1].legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("input dimension")
+    axes[-1, 1].set_xlabel("unit")
+    figure.tight_layout()
+    return figure

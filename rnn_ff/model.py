@@ -1,0 +1,47 @@
+"""The feed-forward approximator: a two-layer MLP from task input to fixed-point rates."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+HIDDEN = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU}
+OUTPUT = {"relu": torch.relu, "softplus": nn.functional.softplus, "none": lambda y: y}
+
+
+class FeedForwardApproximator(nn.Module):
+    """u -> r*: standardised input -> hidden -> output, returned in raw rate units.
+
+    Normalisation lives in buffers, so the saved state maps raw inputs to raw rates.
+    Targets are shifted by their per-unit mean and scaled by one global scale (so that
+    units that are almost always silent do not get their noise blown up); the output
+    activation (ReLU by default) is applied in raw units, keeping rates >= 0.
+    """
+
+    def __init__(self, n_inputs: int, n_outputs: int, hidden: int, activation: str = "relu",
+                 output_activation: str = "relu") -> None:
+        super().__init__()
+        self.hparams = {"n_inputs": n_inputs, "n_outputs": n_outputs, "hidden": hidden, "activation": activation,
+                        "output_activation": output_activation}
+        self.hidden_layer = nn.Linear(n_inputs, hidden)
+        self.activation = HIDDEN[activation]()
+        self.output_layer = nn.Linear(hidden, n_outputs)
+        self.output_activation = OUTPUT[output_activation]
+        self.register_buffer("input_mean", torch.zeros(n_inputs))
+        self.register_buffer("input_std", torch.ones(n_inputs))
+        self.register_buffer("target_mean", torch.zeros(n_outputs))
+        self.register_buffer("target_scale", torch.ones(()))
+
+    def fit_normalisation(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.input_mean.copy_(inputs.mean(0))
+        self.input_std.copy_(inputs.std(0).clamp_min(1e-8))
+        self.target_mean.copy_(targets.mean(0))
+        self.target_scale.copy_((targets - targets.mean(0)).std().clamp_min(1e-8))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(self.hidden_layer((inputs - self.input_mean) / self.input_std))
+        return self.output_activation(self.target_mean + self.target_scale * self.output_layer(hidden))
+
+    def loss(self, predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean squared error in units of the target scale."""
+        return (((predicted - targets) / self.target_scale) ** 2).mean()

@@ -1,0 +1,445 @@
+"""Batched fixed-point solver: windowed torchdiffeq integration with a status per sample.
+
+torchdiffeq shares one step size across a batch and raises on non-finite values, so a
+single misbehaving input would slow or abort everyone. We therefore integrate in short
+windows from x(0) = 0; after each window every sample is classified and finished samples
+leave the batch:
+
+- converged   the state is close to a fixed point that is *stable*; the answer is the
+              exact fixed point (active-set solve for ReLU, Newton otherwise), polished
+              only once the trajectory is already inside its linear region.
+- unstable    the state sits (to 1e-9) on a fixed point that is not stable, for several
+              windows in a row (e.g. an exactly symmetric input on a saddle).
+- oscillating bounded motion whose speed does not decay and whose path is much longer
+              than the box it stays in (a limit cycle).
+- diverged    |x| grew beyond `diverge_threshold`.
+- nonfinite   the integrator produced nan/inf or failed numerically on this sample alone.
+- timeout     none of the above within `max_time`.
+
+Stability of a ReLU fixed point depends only on its active set S: the Jacobian
+diag(1/tau) (-I + W diag(f'(x))) is block triangular with eigenvalues -1/tau_i off S, so
+only the |S| x |S| block is decomposed, once per distinct active set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from torchdiffeq import odeint
+from tqdm.auto import tqdm
+
+from rnn_ff.network import RecurrentNetwork
+
+STATUSES = ("converged", "unstable", "oscillating", "diverged", "timeout", "nonfinite")
+CONVERGED, UNSTABLE, OSCILLATING, DIVERGED, TIMEOUT, NONFINITE = range(len(STATUSES))
+_RUNNING = -1
+# Tolerance on the fixed-point residual |x - W f(x) - Mu - b|_inf / (1 + |x|_inf) by dtype.
+_DEFAULT_RESIDUAL_TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
+
+
+@dataclass
+class SolverOptions:
+    method: str = "dopri5"
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    window: float = 5.0  # integration window, in units of the largest tau
+    max_time: float = 1000.0  # give up (timeout) after this, in units of the largest tau
+    max_steps_per_window: int = 20000
+    points_per_window: int = 8  # trajectory samples per window, for the oscillation test
+    accept_distance: float = 1e-3  # polish once |x - x*|_inf <= this * (1 + |x*|_inf) ...
+    margin_factor: float = 10.0  # ... and 10 x that distance stays inside x*'s linear region
+    residual_tol: Optional[float] = None  # None: 1e-9 in float64, 1e-4 in float32
+    unstable_distance: float = 1e-9  # relative distance that counts as sitting on a fixed point
+    unstable_windows: int = 3
+    oscillation_windows: int = 8  # windows per block of the oscillation test
+    stability_margin: float = 1e-9  # stable means max Re(eig) < -stability_margin
+    diverge_threshold: float = 1e6
+    newton_steps: int = 20  # polish iterations for smooth activations
+    chunk_size: int = 16384  # samples integrated together; bounds memory
+
+    def __post_init__(self) -> None:
+        positive = ("rtol", "atol", "window", "max_time", "accept_distance", "diverge_threshold")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"solver.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("points_per_window", "unstable_windows", "oscillation_windows", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"solver.{name} must be >= 1, got {getattr(self, name)!r}")
+
+
+@dataclass
+class FixedPointResult:
+    states: torch.Tensor  # (B, N) fixed points x* (last state where not converged)
+    rates: torch.Tensor  # (B, N) f(states)
+    status_codes: torch.Tensor  # (B,) index into STATUSES
+    residual: torch.Tensor  # (B,) |-x + W f(x) + Mu + b|_inf at `states`
+    nfe: torch.Tensor  # (B,) right-hand-side evaluations spent on each sample
+    settle_time: torch.Tensor  # (B,) simulated time at which the sample was classified
+    seconds: float = 0.0  # wall time of the whole solve
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def status(self) -> list[str]:
+        return [STATUSES[c] for c in self.status_codes.tolist()]
+
+    @property
+    def converged(self) -> torch.Tensor:
+        return self.status_codes == CONVERGED
+
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.status_codes == code).sum()) for code, name in enumerate(STATUSES)}
+
+
+def solve_fixed_points(
+    weights,
+    inputs,
+    tau=1.0,
+    input_matrix=None,
+    bias=None,
+    activation: str = "relu",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+    **solver_options,
+) -> FixedPointResult:
+    """Fixed points reached from x(0) = 0 for a batch of inputs (B, D), without Hydra.
+
+    `input_matrix` defaults to the identity (D = N) and `bias` to zero; any keyword of
+    `SolverOptions` (method, rtol, atol, window, max_time, ...) may be passed.
+    """
+    weights = torch.as_tensor(weights, dtype=dtype)
+    n = weights.shape[0] if weights.ndim == 2 else -1
+    network = RecurrentNetwork(
+        weights=weights,
+        tau=torch.as_tensor(tau, dtype=dtype),
+        input_matrix=torch.eye(n, dtype=dtype) if input_matrix is None else torch.as_tensor(input_matrix, dtype=dtype),
+        bias=torch.as_tensor(0.0 if bias is None else bias, dtype=dtype),
+        activation=activation,
+    )
+    inputs = torch.as_tensor(inputs, dtype=dtype)
+    if inputs.ndim == 1:
+        inputs = inputs[None]
+    return solve(network, inputs, SolverOptions(**solver_options), device=device, dtype=dtype, progress=progress)
+
+
+def solve(
+    network: RecurrentNetwork,
+    inputs: torch.Tensor,
+    options: SolverOptions | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+) -> FixedPointResult:
+    """Solve every input of a (B, D) batch, chunk by chunk; results come back on the CPU."""
+    options = options or SolverOptions()
+    if inputs.ndim != 2 or inputs.shape[1] != network.n_inputs:
+        raise ValueError(f"inputs must be B x {network.n_inputs}, got shape {tuple(inputs.shape)}")
+    if not torch.isfinite(inputs).all():
+        raise ValueError("inputs contain non-finite values (nan or inf)")
+    device = torch.device(device) if device is not None else inputs.device
+    network = network.to(device, dtype)
+    drive = network.drive(inputs.to(device, dtype))
+    stability_cache: dict[bytes, float] = {}
+    start = time.perf_counter()
+    parts = []
+    with tqdm(total=len(inputs), unit="fp", desc="fixed points", disable=not progress, leave=False) as bar:
+        for chunk in drive.split(options.chunk_size):
+            parts.append(_solve_chunk(network, chunk, options, stability_cache, bar))
+    fields = {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
+    result = FixedPointResult(**fields, seconds=time.perf_counter() - start)
+    result.stats = {"distinct_active_sets": len(stability_cache), "nfe_total": int(result.nfe.sum())}
+    return result
+
+
+def _solve_chunk(
+    network: RecurrentNetwork,
+    drive: torch.Tensor,
+    options: SolverOptions,
+    stability_cache: dict[bytes, float],
+    bar: tqdm,
+) -> dict[str, torch.Tensor]:
+    batch, n = drive.shape
+    dev, dtype = drive.device, drive.dtype
+    time_unit = float(network.tau.max())
+    window, max_time = options.window * time_unit, options.max_time * time_unit
+    residual_tol = options.residual_tol or _DEFAULT_RESIDUAL_TOL.get(dtype, 1e-4)
+    times = torch.linspace(0.0, window, options.points_per_window + 1, dtype=dtype, device=dev)
+
+    final_states = torch.zeros(batch, n, dtype=dtype, device=dev)
+    status = torch.full((batch,), _RUNNING, dtype=torch.long, device=dev)
+    nfe = torch.zeros(batch, dtype=torch.long, device=dev)
+    settle_time = torch.zeros(batch, dtype=dtype, device=dev)
+
+    # Per running sample: global index, state, drive, and the oscillation/unstable trackers.
+    running = _Running.start(torch.arange(batch, device=dev), drive)
+    elapsed, window_index = 0.0, 0
+    while len(running.ids) and elapsed < max_time:
+        trajectory, window_nfe, integrated = _integrate(network, running.states, running.drive, times, options)
+        elapsed += window
+        window_index += 1
+        nfe[running.ids] += window_nfe
+        end = trajectory[-1]
+        finite = integrated & torch.isfinite(trajectory).all(dim=0).all(dim=-1)
+        safe_end = torch.where(finite[:, None], end, torch.zeros_like(end))
+        decided = torch.full((len(running.ids),), _RUNNING, dtype=torch.long, device=dev)
+        decided[~finite] = NONFINITE
+        diverged = finite & (safe_end.abs().amax(-1) > options.diverge_threshold)
+        decided[diverged] = DIVERGED
+        candidates = finite & ~diverged
+        polished, fixed, stable, unstable_here = _polish_and_classify(
+            network, safe_end, running.drive, candidates, options, residual_tol, stability_cache
+        )
+        decided[fixed & (decided == _RUNNING)] = CONVERGED
+        running.unstable_streak = torch.where(unstable_here, running.unstable_streak + 1, 0)
+        decided[(running.unstable_streak >= options.unstable_windows) & (decided == _RUNNING)] = UNSTABLE
+        speeds = network.velocity(trajectory, running.drive).norm(dim=-1) if candidates.any() else None
+        if speeds is not None:
+            running.track(trajectory, speeds, window_index, options)
+            if window_index % options.oscillation_windows == 0:
+                decided[running.oscillating(options, residual_tol) & (decided == _RUNNING)] = OSCILLATING
+                running.reset_block(end)
+
+        done = decided != _RUNNING
+        ids = running.ids[done]
+        status[ids] = decided[done]
+        final_states[ids] = torch.where((decided[done] == CONVERGED)[:, None], polished[done], safe_end[done])
+        settle_time[ids] = elapsed
+        running.advance(end, ~done)
+        bar.update(int(done.sum()))
+        bar.set_postfix(_counts(status), refresh=False)
+
+    final_states[running.ids] = running.states
+    status[running.ids] = TIMEOUT
+    settle_time[running.ids] = elapsed
+    bar.update(len(running.ids))
+    full_drive = drive
+    residual = network.residual(final_states, full_drive).abs().amax(-1)
+    residual = torch.where(torch.isfinite(residual), residual, torch.full_like(residual, math.inf))
+    return {
+        "states": final_states,
+        "rates": network.rate(final_states),
+        "status_codes": status,
+        "residual": residual,
+        "nfe": nfe,
+        "settle_time": settle_time,
+    }
+
+
+@dataclass
+class _Running:
+    """State and trackers of the samples still being integrated, compacted every window."""
+
+    ids: torch.Tensor
+    states: torch.Tensor
+    drive: torch.Tensor
+    unstable_streak: torch.Tensor
+    path: torch.Tensor  # path length travelled in the current oscillation block
+    box_low: torch.Tensor  # bounding box of the current block
+    box_high: torch.Tensor
+    speed_early: torch.Tensor  # max speed in the first half of the block
+    speed_late: torch.Tensor  # max speed in the second half of the block
+
+    @classmethod
+    def start(cls, ids: torch.Tensor, drive: torch.Tensor) -> _Running:
+        zeros = torch.zeros(len(ids), dtype=drive.dtype, device=drive.device)
+        states = torch.zeros_like(drive)
+        return cls(
+            ids, states, drive, torch.zeros_like(ids), zeros, states.clone(), states.clone(), zeros.clone(),
+            zeros.clone(),
+        )
+
+    def track(self, trajectory: torch.Tensor, speeds: torch.Tensor, window_index: int, options: SolverOptions) -> None:
+        trajectory = torch.nan_to_num(trajectory)
+        self.path = self.path + (trajectory[1:] - trajectory[:-1]).norm(dim=-1).sum(0)
+        self.box_low = torch.minimum(self.box_low, trajectory.amin(0))
+        self.box_high = torch.maximum(self.box_high, trajectory.amax(0))
+        window_max = torch.nan_to_num(speeds.amax(0))
+        position = (window_index - 1) % options.oscillation_windows
+        if position < options.oscillation_windows // 2:
+            self.speed_early = torch.maximum(self.speed_early, window_max)
+        else:
+            self.speed_late = torch.maximum(self.speed_late, window_max)
+
+    def oscillating(self, options: SolverOptions, residual_tol: float) -> torch.Tensor:
+        diagonal = (self.box_high - self.box_low).norm(dim=-1)
+        sustained = self.speed_late >= 0.5 * self.speed_early
+        moving = self.speed_late > residual_tol * (1 + self.states.abs().amax(-1))
+        return sustained & moving & (self.path > 3.0 * diagonal)
+
+    def reset_block(self, end: torch.Tensor) -> None:
+        end = torch.nan_to_num(end)
+        self.path = torch.zeros_like(self.path)
+        self.box_low, self.box_high = end.clone(), end.clone()
+        self.speed_early = torch.zeros_like(self.speed_early)
+        self.speed_late = torch.zeros_like(self.speed_late)
+
+    def advance(self, end: torch.Tensor, keep: torch.Tensor) -> None:
+        self.states = end
+        for name in ("ids", "states", "drive", "unstable_streak", "path", "box_low", "box_high", "speed_early",
+                     "speed_late"):
+            setattr(self, name, getattr(self, name)[keep])
+
+
+def _integrate(
+    network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor, times: torch.Tensor, options: SolverOptions
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One window for a batch. If torchdiffeq fails (non-finite values, step underflow, too
+    many steps), bisect the batch so that only the samples responsible are marked failed.
+
+    Returns the trajectory (T, B, N), function evaluations per sample and a success mask.
+    """
+    calls = 0
+
+    def rhs(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return network.velocity(x, drive)
+
+    batch = len(states)
+    try:
+        trajectory = odeint(
+            rhs, states, times, method=options.method, rtol=options.rtol, atol=options.atol,
+            options={"max_num_steps": options.max_steps_per_window} if options.method in _ADAPTIVE else None,
+        )
+        ok = torch.ones(batch, dtype=torch.bool, device=states.device)
+        return trajectory, torch.full((batch,), calls, device=states.device), ok
+    except (AssertionError, RuntimeError, ValueError, OverflowError):
+        pass
+    if batch == 1:
+        trajectory = torch.full((len(times), 1, states.shape[1]), math.nan, dtype=states.dtype, device=states.device)
+        return trajectory, torch.full((1,), calls, device=states.device), torch.zeros(1, dtype=torch.bool,
+                                                                                      device=states.device)
+    half = batch // 2
+    first = _integrate(network, states[:half], drive[:half], times, options)
+    second = _integrate(network, states[half:], drive[half:], times, options)
+    trajectory = torch.cat([first[0], second[0]], dim=1)
+    return trajectory, torch.cat([first[1] + calls, second[1] + calls]), torch.cat([first[2], second[2]])
+
+
+_ADAPTIVE = {"dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun"}
+
+
+def _polish_and_classify(
+    network: RecurrentNetwork,
+    states: torch.Tensor,
+    drive: torch.Tensor,
+    candidates: torch.Tensor,
+    options: SolverOptions,
+    residual_tol: float,
+    stability_cache: dict[bytes, float],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Polish the samples that are nearly settled; say which are stable fixed points.
+
+    Returns (polished states, accepted-as-converged, stable, sitting-on-unstable), all per sample.
+    """
+    batch = len(states)
+    polished = states.clone()
+    accepted = torch.zeros(batch, dtype=torch.bool, device=states.device)
+    stable = torch.zeros_like(accepted)
+    on_unstable = torch.zeros_like(accepted)
+    scale_now = 1.0 + states.abs().amax(-1)
+    near = candidates & (network.residual(states, drive).abs().amax(-1) <= options.accept_distance * scale_now)
+    if not near.any():
+        return polished, accepted, stable, on_unstable
+    idx = near.nonzero().squeeze(1)
+    x_star = polish(network, states[idx], drive[idx], options.newton_steps)
+    scale = 1.0 + x_star.abs().amax(-1)
+    residual_ok = network.residual(x_star, drive[idx]).abs().amax(-1) <= residual_tol * scale
+    residual_ok &= torch.isfinite(x_star).all(-1)
+    distance = (x_star - states[idx]).abs().amax(-1)
+    magnitude = x_star.abs()
+    # Distance to the nearest switching surface, ignoring units exactly at threshold.
+    margin = torch.where(magnitude > 1e-12 * scale[:, None], magnitude, torch.full_like(magnitude, math.inf))
+    margin = margin.amin(-1) if network.piecewise_linear else torch.full_like(scale, math.inf)
+    inside = (distance <= options.accept_distance * scale) & (
+        (options.margin_factor * distance <= margin) | (distance <= 1e-12 * scale)
+    )
+    max_real = torch.full_like(scale, math.inf)
+    checked = residual_ok.nonzero().squeeze(1)
+    if len(checked):
+        max_real[checked] = max_real_eigenvalue(network, x_star[checked], stability_cache)
+    is_stable = max_real < -options.stability_margin
+    polished[idx] = torch.where(residual_ok[:, None], x_star, states[idx])
+    accepted[idx] = residual_ok & inside & is_stable
+    stable[idx] = residual_ok & is_stable
+    on_unstable[idx] = residual_ok & ~is_stable & (distance <= options.unstable_distance * scale)
+    return polished, accepted, stable, on_unstable
+
+
+def polish(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor, newton_steps: int = 20) -> torch.Tensor:
+    """Exact fixed point near `states`: for ReLU one active-set solve (I - W D) x = drive
+    with D = diag(x > 0), which is Newton's method and exact on a linear region; for a
+    smooth activation, Newton iterations. Singular systems give nan (not a fixed point)."""
+    steps = 1 if network.piecewise_linear else newton_steps
+    eye = torch.eye(network.n_units, dtype=states.dtype, device=states.device)
+    rows_per_solve = max(1, _SOLVE_ELEMENTS // network.n_units**2)  # bounds the (B, N, N) systems
+    parts = []
+    for x, d in zip(states.split(rows_per_solve), drive.split(rows_per_solve)):
+        for _ in range(steps):
+            slope = network.rate_slope(x)
+            jacobian = eye - network.weights * slope[:, None, :]  # I - W diag(f'(x)), (B, N, N)
+            # Linearised fixed-point equation: x = W (f(x0) + f'(x0)(x - x0)) + drive.
+            rhs = d + (network.rate(x) - slope * x) @ network.weights.T
+            solution, info = torch.linalg.solve_ex(jacobian, rhs)
+            x = torch.where((info == 0)[:, None], solution, torch.full_like(solution, math.nan))
+        parts.append(x)
+    return torch.cat(parts)
+
+
+_SOLVE_ELEMENTS = 2**23
+
+
+def max_real_eigenvalue(
+    network: RecurrentNetwork, fixed_points: torch.Tensor, cache: dict[bytes, float] | None = None
+) -> torch.Tensor:
+    """Largest real part of the eigenvalues of diag(1/tau)(-I + W diag(f'(x*))) per fixed point.
+
+    ReLU: decomposed once per distinct active set (its |S| x |S| block); eigenvalues are
+    computed on the CPU in float64, with numpy as the fallback where torch fails to converge.
+    """
+    cache = {} if cache is None else cache
+    weights = network.weights.detach().cpu().double()
+    tau = network.tau.detach().cpu().double()
+    if not network.piecewise_linear:
+        slopes = network.rate_slope(fixed_points).cpu().double()
+        matrices = (-torch.eye(network.n_units, dtype=torch.float64) + weights * slopes[:, None, :]) / tau[:, None]
+        return _eig_max_real(matrices).to(fixed_points.device, fixed_points.dtype)
+    masks = (fixed_points > 0).cpu()
+    unique, inverse = torch.unique(masks, dim=0, return_inverse=True)
+    keys = [m.numpy().tobytes() for m in unique]
+    missing = [k for k, key in enumerate(keys) if key not in cache]
+    by_size: dict[int, list[int]] = {}
+    for k in missing:
+        by_size.setdefault(int(unique[k].sum()), []).append(k)
+    for size, members in by_size.items():
+        if size == 0:
+            for k in members:
+                cache[keys[k]] = -math.inf  # all units inactive: eigenvalues are -1/tau
+            continue
+        blocks = []
+        for k in members:
+            active = unique[k].nonzero().squeeze(1)
+            block = -torch.eye(size, dtype=torch.float64) + weights[active][:, active]
+            blocks.append(block / tau[active][:, None])
+        values = _eig_max_real(torch.stack(blocks))
+        for k, value in zip(members, values.tolist()):
+            cache[keys[k]] = value
+    # Units off S add eigenvalues -1/tau_i < 0, which never decide stability.
+    per_set = torch.tensor([cache[key] for key in keys], dtype=torch.float64)
+    return per_set[inverse].to(fixed_points.device, fixed_points.dtype)
+
+
+def _eig_max_real(matrices: torch.Tensor) -> torch.Tensor:
+    try:
+        return torch.linalg.eigvals(matrices).real.amax(-1)
+    except RuntimeError:  # e.g. "failed to converge ... too many repeated eigenvalues"
+        return torch.tensor([np.linalg.eigvals(m.numpy()).real.max() for m in matrices], dtype=torch.float64)
+
+
+def _counts(status: torch.Tensor) -> dict[str, int]:
+    return {name: int((status == code).sum()) for code, name in enumerate(STATUSES) if (status == code).any()}

@@ -1,0 +1,30 @@
+"""Tasks: a recurrent network, its input distribution and its metrics, by name."""
+
+from __future__ import annotations
+
+from rnn_ff.network import RecurrentNetwork
+from rnn_ff.tasks.base import Task, TaskConfigError
+from rnn_ff.tasks.custom import CustomConfig, CustomTask
+from rnn_ff.tasks.denoising import DenoisingConfig, DenoisingTask
+from rnn_ff.tasks.transformation import TransformationConfig, TransformationTask
+from rnn_ff.tasks.wta import WTAConfig, WTATask
+
+# name -> (config schema, task class)
+TASKS = {
+    "wta": (WTAConfig, WTATask),
+    "transformation": (TransformationConfig, TransformationTask),
+    "denoising": (DenoisingConfig, DenoisingTask),
+    "custom": (CustomConfig, CustomTask),
+}
+
+
+def build_task(cfg, network: RecurrentNetwork | None = None) -> Task:
+    """Build a task from its config (a dataclass or DictConfig). Pass `network` to reuse a
+    stored network (e.g. from a checkpoint) instead of building it from the config."""
+    name = cfg.name
+    if name not in TASKS:
+        raise TaskConfigError(f"task.name={name!r} is unknown; allowed: {sorted(TASKS)}")
+    return TASKS[name][1](cfg, network)
+
+
+__all__ = ["TASKS", "Task", "TaskConfigError", "build_task"]

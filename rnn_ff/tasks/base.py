@@ -1,0 +1,37 @@
+"""What every task provides: a recurrent network, an input sampler and task metrics."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from rnn_ff.network import RecurrentNetwork
+
+Labels = dict[str, torch.Tensor]  # per-sample facts the metrics need (first dim = batch)
+
+
+class Task(ABC):
+    name: str
+    network: RecurrentNetwork
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
+        """Draw n inputs (n x D, float64) and their labels, reproducibly from `generator`."""
+
+    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+        """Task metrics of predicted rates against the recurrent fixed-point rates (B x N).
+
+        Keys carry no split prefix. Evaluated with predicted = target, they describe the
+        recurrent network itself, which is how `test/recurrent_*` is reported.
+        """
+        return {}
+
+
+class TaskConfigError(ValueError):
+    """A task config value that cannot build the task; the message names the key."""
+
+
+def require(condition: bool, key: str, value, allowed: str) -> None:
+    if not condition:
+        raise TaskConfigError(f"task.{key}={value!r} is invalid: {allowed}")

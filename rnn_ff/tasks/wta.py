@@ -1,0 +1,77 @@
+"""Soft winner-take-all: excitatory units with self-excitation, one pooling inhibitory unit.
+
+Fixed point (alpha = self_excitation < 1, g = beta1 * beta2): on the active set S,
+r_i = (u_i - g R) / (1 - alpha) with R = U_S / (1 - alpha + g |S|). It is continuous and
+piecewise linear in u, so an MLP can fit it. For alpha > 1 only single-winner fixed points
+are stable and the map jumps at input ties: the FF approximation degrades there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rnn_ff.network import RecurrentNetwork
+from rnn_ff.tasks.base import Labels, Task, require
+
+
+@dataclass
+class WTAConfig:
+    name: str = "wta"
+    n_excitatory: int = 16
+    self_excitation: float = 0.5  # alpha; > 1 gives a single, discontinuous winner
+    neighbour_excitation: float = 0.0  # to ring neighbours i +- 1
+    excitatory_to_inhibitory: float = 3.0  # beta1, each E -> I weight
+    inhibitory_to_excitatory: float = 0.3  # beta2, magnitude of each I -> E weight
+    tau_excitatory: float = 1.0
+    tau_inhibitory: float = 0.5  # inhibition is faster than excitation
+    input_low: float = 0.0  # inputs to the E units ~ uniform [input_low, input_high]
+    input_high: float = 1.0
+    clear_margin: float = 0.05  # top-two input margin, as a fraction of the range, for winner_agreement_clear
+
+
+def wta_network(cfg: WTAConfig) -> RecurrentNetwork:
+    n_e = cfg.n_excitatory
+    n = n_e + 1
+    weights = torch.zeros(n, n, dtype=torch.float64)
+    excitatory = torch.arange(n_e)
+    weights[excitatory, excitatory] = cfg.self_excitation
+    if cfg.neighbour_excitation and n_e > 1:
+        weights[excitatory, (excitatory + 1) % n_e] += cfg.neighbour_excitation
+        weights[excitatory, (excitatory - 1) % n_e] += cfg.neighbour_excitation
+    weights[n_e, :n_e] = cfg.excitatory_to_inhibitory
+    weights[:n_e, n_e] = -cfg.inhibitory_to_excitatory
+    tau = torch.full((n,), cfg.tau_excitatory, dtype=torch.float64)
+    tau[n_e] = cfg.tau_inhibitory
+    input_matrix = torch.zeros(n, n_e, dtype=torch.float64)
+    input_matrix[:n_e] = torch.eye(n_e, dtype=torch.float64)
+    return RecurrentNetwork(weights, tau, input_matrix, torch.zeros(n, dtype=torch.float64))
+
+
+class WTATask(Task):
+    name = "wta"
+
+    def __init__(self, cfg: WTAConfig, network: RecurrentNetwork | None = None) -> None:
+        require(cfg.n_excitatory >= 2, "n_excitatory", cfg.n_excitatory, "must be >= 2")
+        require(cfg.tau_excitatory > 0, "tau_excitatory", cfg.tau_excitatory, "must be > 0")
+        require(cfg.tau_inhibitory > 0, "tau_inhibitory", cfg.tau_inhibitory, "must be > 0")
+        require(cfg.input_low < cfg.input_high, "input_low", cfg.input_low, f"must be < input_high={cfg.input_high}")
+        self.cfg = cfg
+        self.network = network or wta_network(cfg)
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
+        u = torch.rand(n, self.cfg.n_excitatory, generator=generator, dtype=torch.float64)
+        return self.cfg.input_low + (self.cfg.input_high - self.cfg.input_low) * u, {}
+
+    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+        n_e = self.cfg.n_excitatory
+        predicted_winner = predicted[:, :n_e].argmax(1)
+        agree = predicted_winner == target[:, :n_e].argmax(1)
+        top2 = inputs.topk(2, dim=1).values
+        clear = (top2[:, 0] - top2[:, 1]) >= self.cfg.clear_margin * (self.cfg.input_high - self.cfg.input_low)
+        return {
+            "winner_agreement": agree.double().mean().item(),
+            "winner_agreement_clear": agree[clear].double().mean().item() if clear.any() else float("nan"),
+            "winner_accuracy": (predicted_winner == inputs.argmax(1)).double().mean().item(),
+        }

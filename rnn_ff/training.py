@@ -1,0 +1,231 @@
+"""The training loop, in one function that reads top to bottom (as in nanoGPT)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+from functools import partial
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+from tqdm.auto import tqdm
+
+from rnn_ff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnn_ff.config import DTYPES, ConfigError, resolve_device, solver_options, validate
+from rnn_ff.data import FixedPointDataset, load_or_generate
+from rnn_ff.evaluation import evaluate, measure_speed, plot_examples, predict, regression_metrics
+from rnn_ff.model import FeedForwardApproximator
+from rnn_ff.network import NetworkError
+from rnn_ff.storage import StorageError
+from rnn_ff.tasks import TaskConfigError, build_task
+
+log = logging.getLogger(__name__)
+# Config keys that do not change what a run computes: ignored when matching runs to resume.
+_INCIDENTAL = ("paths", "resume", "trainer.progress", "solver.progress", "device")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says what was kept."""
+
+
+# Errors that describe a user's mistake or a damaged file: reported as one line.
+USER_ERRORS = (ConfigError, TaskConfigError, NetworkError, StorageError, TrainingError)
+
+
+def train(cfg) -> dict[str, float]:
+    """Generate (or reuse) the dataset, fit the MLP, evaluate the best model; returns metrics."""
+    validate(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    checkpoint_dir = run_dir / "checkpoints"
+    device = resolve_device(cfg.device)
+    task = build_task(cfg.task)
+    data = load_or_generate(cfg, task, device)
+
+    torch.manual_seed(cfg.seed)
+    model = FeedForwardApproximator(task.network.n_inputs, task.network.n_units, **cfg.model).to(device)
+    train_x, train_y = (t.to(device, torch.float32) for t in (data.train.inputs, data.train.rates))
+    model.fit_normalisation(train_x, train_y)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr, weight_decay=cfg.trainer.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, **_schedule(cfg.trainer)))
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    state = {"epoch": 0, "best_val_rel_error": math.inf, "best_epoch": -1, "stale_epochs": 0, "finished": False,
+             "best_model": copy.deepcopy(model.state_dict())}
+    config = OmegaConf.to_container(cfg, resolve=True)
+
+    def save(path: Path, weights: dict) -> None:
+        save_checkpoint(path, task=task.name, model=weights, model_hparams=model.hparams,
+                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        rng={"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
+                        config=config, network=task.network.state_dict(), dataset=str(data.path), **state)
+
+    resume_path = find_resume_checkpoint(cfg, run_dir, task.name)
+    if resume_path is not None:
+        checkpoint = load_checkpoint(resume_path, task=task.name, model_hparams=model.hparams)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        shuffle.set_state(checkpoint["rng"]["shuffle"])
+        state = {name: checkpoint[name] for name in state}
+        log.info("resumed from %s after epoch %d", resume_path, state["epoch"])
+
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=state["epoch"] if resume_path else None)
+    if resume_path is None:
+        log_dataset(writer, data)
+    epochs = range(state["epoch"], 0 if state["finished"] else cfg.trainer.max_epochs)
+    bar = tqdm(epochs, desc="training", unit="epoch", disable=not cfg.trainer.progress, leave=False)
+    for epoch in bar:
+        model.train()
+        losses = []
+        for batch in torch.randperm(len(train_x), generator=shuffle).split(cfg.trainer.batch_size):
+            loss = model.loss(model(train_x[batch]), train_y[batch])
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite training loss at epoch {epoch}; stopped. The last good "
+                                    f"checkpoint is {checkpoint_dir / 'last.pt'} (epoch {state['epoch']}); "
+                                    "try a lower trainer.lr or trainer.grad_clip")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip)
+            optimizer.step()
+            losses.append(loss.detach())
+        writer.add_scalar("lr", scheduler.get_last_lr()[0], epoch)
+        scheduler.step()
+        model.eval()
+        predicted = predict(model, data.val.inputs, device)
+        val = regression_metrics(predicted, data.val.rates)
+        val_loss = model.loss(predicted.float(), data.val.rates.float()).item()
+        writer.add_scalar("train/loss", torch.stack(losses).mean().item(), epoch)
+        writer.add_scalar("val/loss", val_loss, epoch)
+        writer.add_scalar("val/rel_error", val["rel_error"], epoch)
+        bar.set_postfix(loss=f"{torch.stack(losses).mean().item():.2e}", val_rel_error=f"{val['rel_error']:.4f}")
+
+        state["epoch"] = epoch + 1
+        if val["rel_error"] < state["best_val_rel_error"]:
+            state.update(best_val_rel_error=val["rel_error"], best_epoch=epoch, stale_epochs=0,
+                         best_model=copy.deepcopy(model.state_dict()))
+        else:
+            state["stale_epochs"] += 1
+        state["finished"] = state["stale_epochs"] >= cfg.trainer.patience or state["epoch"] == cfg.trainer.max_epochs
+        if state["epoch"] % cfg.trainer.checkpoint_every == 0 or state["finished"]:
+            save(checkpoint_dir / "last.pt", model.state_dict())
+        if state["finished"]:
+            break
+    bar.close()
+    log.info("training done after %d epochs; best val/rel_error %.4f at epoch %d", state["epoch"],
+             state["best_val_rel_error"], state["best_epoch"])
+
+    model.load_state_dict(state["best_model"])
+    save(checkpoint_dir / "best.pt", state["best_model"])
+    metrics = final_metrics(cfg, model, task, data, device, state)
+    write_json(run_dir / "metrics.json", metrics)
+    log_results(writer, cfg, metrics, model, task, data, device, state["epoch"])
+    writer.close()
+    return metrics
+
+
+def lr_factor(epoch: int, warmup_epochs: int, max_epochs: int, min_lr_ratio: float) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio at max_epochs."""
+    if epoch < warmup_epochs:
+        return (epoch + 1) / warmup_epochs
+    progress = (epoch - warmup_epochs) / max(1, max_epochs - warmup_epochs)
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _schedule(trainer) -> dict:
+    return {"warmup_epochs": trainer.warmup_epochs, "max_epochs": trainer.max_epochs,
+            "min_lr_ratio": trainer.min_lr_ratio}
+
+
+def find_resume_checkpoint(cfg, run_dir: Path, task_name: str) -> Path | None:
+    """resume=<path>: that file. resume=auto: this run dir's last.pt, else the newest
+    last.pt of an earlier run of the same task whose config matches this one."""
+    if cfg.resume is None:
+        return None
+    if cfg.resume != "auto":
+        path = Path(cfg.resume)
+        if not path.is_file():
+            raise CheckpointError(f"resume={cfg.resume!r}: no such checkpoint file")
+        return path
+    own = run_dir / "checkpoints" / "last.pt"
+    if own.is_file():
+        return own
+    wanted = _essential(OmegaConf.to_container(cfg, resolve=True))
+    runs = Path(cfg.paths.log_dir).glob(f"**/checkpoints/last.pt")
+    for path in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            if _essential(load_checkpoint(path, task=task_name)["config"]) == wanted:
+                return path
+        except CheckpointError:
+            continue
+    log.warning("resume=auto: no earlier run with this config under %s; starting fresh", cfg.paths.log_dir)
+    return None
+
+
+def _essential(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    for dotted in _INCIDENTAL:
+        *parents, leaf = dotted.split(".")
+        node = config
+        for parent in parents:
+            node = node.get(parent, {})
+        node.pop(leaf, None)
+    return config
+
+
+def final_metrics(cfg, model, task, data: FixedPointDataset, device, state: dict) -> dict[str, float]:
+    metrics = evaluate(model, task, data.test.inputs, data.test.labels, data.test.rates, device, "test")
+    metrics |= {"val/rel_error": state["best_val_rel_error"], "train/epochs": state["epoch"],
+                "train/best_epoch": state["best_epoch"]}
+    metrics |= {f"data/{status}": count for status, count in data.info["counts"].items()}
+    metrics |= {f"data/{split}_size": data.info[f"{split}_size"] for split in ("train", "val", "test")}
+    metrics |= {"data/generation_seconds": data.info["generation_seconds"], "data/nfe_mean": data.info["nfe_mean"]}
+    metrics |= measure_speed(model, task, data.test.inputs, solver_options(cfg.solver), device,
+                             DTYPES[cfg.solver.dtype])
+    return metrics
+
+
+def log_dataset(writer: SummaryWriter, data: FixedPointDataset) -> None:
+    for status, count in data.info["counts"].items():
+        writer.add_scalar(f"data/{status}", count, 0)
+    writer.add_scalar("data/generation_seconds", data.info["generation_seconds"], 0)
+    writer.add_histogram("data/nfe_per_sample", data.nfe.double(), 0)
+
+
+def log_results(writer: SummaryWriter, cfg, metrics: dict, model, task, data, device, step: int) -> None:
+    """Final metrics as scalars, example figures, and hparams in this same run."""
+    for name, value in metrics.items():
+        writer.add_scalar(name, value, step)
+    n = cfg.trainer.n_figure_examples
+    if n > 0:
+        predicted = predict(model, data.test.inputs[:n], device)
+        figure = plot_examples(data.test.inputs[:n], data.test.rates[:n], predicted, n)
+        figure.savefig(Path(cfg.paths.output_dir) / "examples.png", dpi=100)
+        writer.add_figure("test/examples", figure, step)
+    hparam_values = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()
+                     if k.split(".")[0] in ("task", "model", "trainer", "data", "solver") or k == "seed"}
+    hparam_values = {k: v for k, v in hparam_values.items() if isinstance(v, (int, float, str, bool))}
+    finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    for summary in hparams(hparam_values, finite):
+        writer.file_writer.add_summary(summary)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

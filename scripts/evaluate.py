@@ -1,0 +1,64 @@
+"""Evaluate a trained approximator on fresh inputs of the network it was trained on.
+
+    python scripts/evaluate.py checkpoint=outputs/runs/wta/<time>/checkpoints/best.pt n_samples=1000 seed=1
+
+Rebuilds the recurrent network from the checkpoint (no weight files or config needed),
+draws new inputs from the task's distribution, solves their fixed points, runs the FF
+model and prints the metrics; the last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import torch
+from omegaconf import OmegaConf
+
+from rnn_ff.checkpoint import approximator_from, load_checkpoint
+from rnn_ff.config import DTYPES, SolverConfig, resolve_device, solver_options
+from rnn_ff.evaluation import evaluate, measure_speed
+from rnn_ff.network import RecurrentNetwork
+from rnn_ff.solver import CONVERGED, solve
+from rnn_ff.tasks import TASKS, build_task
+
+
+@dataclass
+class EvaluateConfig:
+    checkpoint: str = "???"
+    n_samples: int = 1000
+    seed: int = 0
+    device: str = "auto"
+
+
+def main(argv: list[str]) -> dict:
+    args = OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_dotlist(argv))
+    if args.n_samples < 1:
+        raise SystemExit(f"n_samples={args.n_samples} is invalid: must be >= 1")
+    checkpoint = load_checkpoint(args.checkpoint)
+    config = checkpoint["config"]
+    task_schema = TASKS[checkpoint["task"]][0]
+    task_cfg = OmegaConf.merge(OmegaConf.structured(task_schema), config["task"])
+    task = build_task(task_cfg, network=RecurrentNetwork.from_state_dict(checkpoint["network"]))
+    solver_cfg = OmegaConf.merge(OmegaConf.structured(SolverConfig), config["solver"])
+    device = resolve_device(args.device)
+    model = approximator_from(checkpoint).to(device)
+
+    inputs, labels = task.sample(args.n_samples, torch.Generator().manual_seed(args.seed))
+    result = solve(task.network, inputs, solver_options(solver_cfg), device=device, dtype=DTYPES[solver_cfg.dtype])
+    keep = result.status_codes == CONVERGED
+    metrics = evaluate(model, task, inputs[keep], {k: v[keep] for k, v in labels.items()}, result.rates[keep],
+                       device, "eval")
+    metrics |= {f"data/{status}": count for status, count in result.counts().items()}
+    metrics |= measure_speed(model, task, inputs[keep], solver_options(solver_cfg), device, DTYPES[solver_cfg.dtype])
+    metrics |= {"checkpoint": str(args.checkpoint), "task": task.name, "n_samples": args.n_samples, "seed": args.seed}
+    return metrics
+
+
+if __name__ == "__main__":
+    try:
+        print(json.dumps(main(sys.argv[1:])))
+    except Exception as error:  # one clear line instead of a traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,116 @@
+"""The fixed-point solver: exact answers, an honest status for every sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from rnn_ff import solve_fixed_points, wta_network, WTAConfig
+from rnn_ff.network import RecurrentNetwork
+from rnn_ff.solver import max_real_eigenvalue, solve
+
+
+def three_cycle(eps: float = 0.25, delta: float = 0.5) -> torch.Tensor:
+    """Combinatorial threshold-linear network on the directed cycle 0 -> 1 -> 2 -> 0."""
+    weights = torch.full((3, 3), -1 - delta, dtype=torch.float64)
+    for source, target in [(0, 1), (1, 2), (2, 0)]:
+        weights[target, source] = -1 + eps
+    weights.fill_diagonal_(0.0)
+    return weights
+
+
+def test_polished_fixed_points_are_exact_and_match_a_long_tight_integration():
+    network = wta_network(WTAConfig(n_excitatory=6, self_excitation=0.5))
+    inputs = torch.rand(8, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    result = solve(network, inputs)
+    assert result.status == ["converged"] * 8
+    assert result.residual.max() <= 1e-10
+    w, tau, drive = network.weights.numpy(), network.tau.numpy(), network.drive(inputs).numpy()
+    for i in range(len(inputs)):
+        reference = solve_ivp(lambda t, x: (-x + w @ np.maximum(x, 0) + drive[i]) / tau, (0, 400),
+                              np.zeros(len(tau)), method="LSODA", rtol=1e-11, atol=1e-13).y[:, -1]
+        np.testing.assert_allclose(result.states[i].numpy(), reference, atol=1e-7)
+
+
+def test_hard_wta_picks_the_single_winner_the_trajectory_reaches():
+    network = wta_network(WTAConfig(n_excitatory=8, self_excitation=1.2))
+    inputs = torch.rand(32, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    inputs[0, :2] = torch.tensor([0.9, 0.9 + 1e-4])  # near tie: a premature polish would find the saddle
+    result = solve(network, inputs)
+    assert result.converged.all()
+    winners = result.rates[:, :8]
+    assert ((winners > 0).sum(1) == 1).all()
+    assert torch.equal(winners.argmax(1), inputs.argmax(1))
+
+
+def test_limit_cycle_is_oscillating_and_symmetric_saddle_is_unstable():
+    inputs = torch.tensor([[1.0, 1.1, 0.9], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    result = solve_fixed_points(three_cycle(), inputs)
+    assert result.status == ["oscillating", "unstable"]
+    assert not result.converged.any()
+
+
+def test_runaway_excitation_diverges_without_stopping_the_rest_of_the_batch():
+    weights = torch.tensor([[1.5]], dtype=torch.float64)  # loop gain above 1, no inhibition
+    result = solve_fixed_points(weights, torch.tensor([[-1.0], [1.0], [-0.5]], dtype=torch.float64))
+    assert result.status == ["converged", "diverged", "converged"]
+    torch.testing.assert_close(result.states[[0, 2], 0], torch.tensor([-1.0, -0.5], dtype=torch.float64))
+
+
+def test_overflowing_sample_is_isolated_by_bisection():
+    weights = torch.tensor([[1e6]], dtype=torch.float64)  # blows up to inf within one window
+    result = solve_fixed_points(weights, torch.tensor([[-1.0], [1.0], [-2.0], [-3.0]], dtype=torch.float64))
+    assert result.status[1] in ("nonfinite", "diverged")
+    assert [result.status[i] for i in (0, 2, 3)] == ["converged"] * 3
+
+
+def test_every_sample_gets_exactly_one_known_status_and_costs_are_counted():
+    weights = three_cycle()
+    inputs = torch.rand(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
+    result = solve_fixed_points(weights, inputs, max_time=60)
+    assert len(result.status) == 6
+    assert set(result.status) <= {"converged", "unstable", "oscillating", "diverged", "timeout", "nonfinite"}
+    assert (result.nfe > 0).all()
+    assert sum(result.counts().values()) == 6
+
+
+def test_float32_solve_agrees_with_float64():
+    network = wta_network(WTAConfig(n_excitatory=6))
+    inputs = torch.rand(16, 6, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    exact = solve(network, inputs)
+    single = solve(network, inputs, dtype=torch.float32)
+    assert single.converged.all()
+    assert ((single.rates.double() - exact.rates).abs().max() / exact.rates.abs().max()) < 1e-4
+
+
+def test_tanh_network_is_polished_by_newton():
+    weights = 0.5 * torch.randn(5, 5, generator=torch.Generator().manual_seed(4), dtype=torch.float64) / 5**0.5
+    result = solve_fixed_points(weights, torch.randn(4, 5, dtype=torch.float64), activation="tanh")
+    assert result.converged.all()
+    assert result.residual.max() <= 1e-10
+
+
+def test_stability_check_survives_repeated_eigenvalues():
+    """8 disjoint 8-unit blocks + 1 inhibitory unit: torch.linalg.eigvals failed here once."""
+    n = 65
+    weights = torch.zeros(n, n, dtype=torch.float64)
+    for block in range(8):
+        index = slice(8 * block, 8 * block + 8)
+        weights[index, index] = 0.95 / 8
+    weights[64, :64], weights[:64, 64] = 1.0, -0.5
+    network = RecurrentNetwork(weights, torch.ones(n, dtype=torch.float64), torch.eye(n, dtype=torch.float64),
+                               torch.zeros(n, dtype=torch.float64))
+    all_active = torch.ones(3, n, dtype=torch.float64)
+    values = max_real_eigenvalue(network, all_active)
+    assert torch.isfinite(values).all()
+
+
+def test_bad_inputs_fail_with_a_clear_message():
+    with pytest.raises(ValueError, match="non-finite"):
+        solve_fixed_points(torch.eye(2, dtype=torch.float64) * 0.5, torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(ValueError, match="square"):
+        solve_fixed_points(torch.zeros(2, 3), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="tau"):
+        solve_fixed_points(torch.zeros(2, 2), torch.zeros(1, 2), tau=-1.0)

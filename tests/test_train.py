@@ -1,0 +1,182 @@
+"""The whole pipeline on tiny data: configs, training, logging, checkpoints, reuse."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from rnn_ff import load_approximator, load_network
+from rnn_ff.checkpoint import load_checkpoint
+from rnn_ff.config import PROJECT_ROOT
+from rnn_ff.evaluation import regression_metrics
+from rnn_ff.tasks import TASKS, build_task
+from rnn_ff.training import train
+from tests.conftest import TINY, TINY_RUN, compose_config, run_script
+
+EXPECTED_SCALARS = {"train/loss", "val/loss", "val/rel_error", "lr", "data/converged", "data/oscillating",
+                    "data/generation_seconds", "test/rel_error", "test/r2", "test/winner_agreement",
+                    "speed/speedup"}
+
+
+def write_custom_network(folder: Path) -> Path:
+    """A small stable network with mutual inhibition, saved as a user would."""
+    rng = np.random.default_rng(0)
+    weights = 0.3 * rng.standard_normal((5, 5)) / np.sqrt(5) - 0.1
+    np.fill_diagonal(weights, 0.2)
+    path = folder / "W.npy"
+    np.save(path, weights)
+    return path
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_task_config_composes_and_builds(tmp_path, task):
+    extra = [f"task.weights={write_custom_network(tmp_path)}"] if task == "custom" else []
+    cfg = compose_config(tmp_path, [f"task={task}", *extra])
+    built = build_task(cfg.task)
+    inputs, labels = built.sample(4, torch.Generator().manual_seed(0))
+    assert inputs.shape == (4, built.network.n_inputs)
+    assert all(len(value) == 4 for value in labels.values())
+
+
+def test_training_reduces_error_and_logs_everything(tiny_wta):
+    tiny_wta.trainer.max_epochs = 12
+    tiny_wta.trainer.batch_size = 8
+    tiny_wta.model.hidden = 64
+    tiny_wta.trainer.lr = 5e-3
+    metrics = train(tiny_wta)
+    run = Path(tiny_wta.paths.output_dir)
+
+    stored = json.loads((run / "metrics.json").read_text())
+    assert stored == pytest.approx(metrics)
+    for key in ("test/rel_error", "test/r2", "test/winner_agreement", "data/converged", "data/unstable",
+                "speed/ode_seconds_per_sample", "speed/ff_seconds_per_sample", "speed/speedup"):
+        assert key in stored
+    assert stored["data/converged"] == 96 + 32 + 32
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    tags = events.Tags()
+    assert EXPECTED_SCALARS <= set(tags["scalars"])
+    assert "data/nfe_per_sample" in tags["histograms"]
+    assert "test/examples" in tags["images"]
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        events.summary_metadata["_hparams_/experiment"].plugin_data.content).experiment
+    assert {"test/rel_error", "val/rel_error", "speed/speedup"} <= {m.name.tag for m in experiment.metric_infos}
+    assert {"model.hidden", "trainer.lr", "task.n_excitatory"} <= {h.name for h in experiment.hparam_infos}
+    assert "_hparams_/session_start_info" in events.summary_metadata
+    val_error = [event.value for event in events.Scalars("val/rel_error")]
+    assert len(val_error) == 12 + 1  # one per epoch, then the best value beside the hparams
+    assert min(val_error[9:12]) < 0.9 * val_error[0]
+    cache = torch.load(next(Path(tiny_wta.data.cache_dir).glob("wta-*.pt")), weights_only=True)
+    mean_rates = cache["rates"][:96].mean(0).expand(32, -1)
+    baseline = regression_metrics(mean_rates, cache["rates"][128:])["rel_error"]
+    assert metrics["test/rel_error"] < 0.6 * baseline
+    assert val_error[-1] == pytest.approx(min(val_error[:12]))
+    assert (run / "examples.png").stat().st_size > 0
+    assert len(list((run / "tb").iterdir())) == 1  # hparams live in the same run, not a sub-run
+
+
+def test_checkpoint_round_trip(tiny_wta):
+    metrics = train(tiny_wta)
+    best = Path(tiny_wta.paths.output_dir) / "checkpoints" / "best.pt"
+    raw = torch.load(best, weights_only=True)
+    assert raw["task"] == "wta" and raw["config"]["task"]["n_excitatory"] == 4
+
+    model = load_approximator(best)
+    network = load_network(best)
+    task = build_task(tiny_wta.task, network=network)
+    cache = torch.load(next(Path(tiny_wta.data.cache_dir).glob("wta-*.pt")), weights_only=True)
+    test = slice(96 + 32, None)
+    with torch.no_grad():
+        predicted = model(cache["inputs"][test].float()).double()
+    assert regression_metrics(predicted, cache["rates"][test])["rel_error"] == pytest.approx(
+        metrics["test/rel_error"], rel=1e-6)
+    assert torch.equal(network.weights, task.network.weights)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    common = ["task=wta", *TINY["wta"], "data.n_train=512", "data.n_val=32", "data.n_test=32", "model.hidden=16",
+              "trainer.batch_size=4", "trainer.max_epochs=30", "trainer.patience=100", "trainer.progress=false",
+              "solver.progress=false", "trainer.n_figure_examples=0", f"paths.log_dir={tmp_path / 'outputs'}"]
+    run_script(["train.py", *common, f"hydra.run.dir={tmp_path / 'full'}"])
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "train.py", *common, f"hydra.run.dir={killed}"], cwd=PROJECT_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.exists() and load_checkpoint(last)["epoch"] >= 3:
+            break
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    interrupted_at = load_checkpoint(last)["epoch"]
+    assert 3 <= interrupted_at < 30, "the run was not interrupted mid-training"
+
+    run_script(["train.py", *common, f"hydra.run.dir={killed}", "resume=auto"])
+    for name in ("last.pt", "best.pt"):
+        full = load_checkpoint(tmp_path / "full" / "checkpoints" / name)
+        resumed = load_checkpoint(killed / "checkpoints" / name)
+        assert full["epoch"] == resumed["epoch"] == 30
+        for key, value in full["model"].items():
+            assert torch.equal(value, resumed["model"][key]), f"{name}: {key} differs after resume"
+    full_metrics = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    resumed_metrics = json.loads((killed / "metrics.json").read_text())
+    assert resumed_metrics["test/rel_error"] == full_metrics["test/rel_error"]
+
+
+def test_multirun_over_hidden_sizes_generates_the_dataset_once(tmp_path):
+    result = run_script(["train.py", "-m", "task=wta", *TINY["wta"], *TINY_RUN, "model.hidden=8,16",
+                         f"paths.log_dir={tmp_path / 'outputs'}"])
+    logs = [p.read_text() for p in (tmp_path / "outputs" / "multiruns").glob("wta/*/*/train.log")]
+    assert len(logs) == 2, result.stdout
+    assert sum("dataset: wrote" in log for log in logs) == 1
+    assert sum("dataset: reusing" in log for log in logs) == 1
+    assert len(list((tmp_path / "outputs" / "cache").glob("wta-*.pt"))) == 1
+    hidden = sorted(json.loads(p.read_text())["test/rel_error"] > 0
+                    for p in (tmp_path / "outputs" / "multiruns").glob("wta/*/*/metrics.json"))
+    assert hidden == [True, True]
+
+
+def test_misspelt_config_key_fails_at_start_with_its_name(tmp_path):
+    result = run_script(["train.py", "task.n_excitatry=3", f"paths.log_dir={tmp_path}"], check=False)
+    assert result.returncode != 0
+    assert "n_excitatry" in result.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_wrong_value_type_fails_at_start(tmp_path):
+    result = run_script(["train.py", "model.hidden=wide", f"paths.log_dir={tmp_path}"], check=False)
+    assert result.returncode != 0 and "model.hidden" in result.stderr
+
+
+def test_missing_custom_weight_file_fails_with_a_clear_message(tmp_path):
+    missing = tmp_path / "nowhere" / "W.npy"
+    result = run_script(["train.py", "task=custom", f"task.weights={missing}", f"paths.log_dir={tmp_path}"],
+                        check=False)
+    assert result.returncode != 0
+    assert f"task.weights: file not found: {missing}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_custom_network_trains_and_evaluates_from_its_checkpoint(tmp_path):
+    weights = write_custom_network(tmp_path)
+    cfg = compose_config(tmp_path, ["task=custom", f"task.weights={weights}", "task.tau=0.5", *TINY_RUN])
+    metrics = train(cfg)
+    assert metrics["data/converged"] == 160 and metrics["test/rel_error"] < 1.0
+    weights.unlink()  # the checkpoint must carry the network itself
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.pt"
+    result = run_script(["scripts/evaluate.py", f"checkpoint={best}", "n_samples=40", "seed=7", "device=cpu"])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["task"] == "custom" and report["data/converged"] == 40
+    assert 0 <= report["eval/rel_error"] < 1.0 and report["speed/speedup"] > 0

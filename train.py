@@ -1,0 +1,30 @@
+"""Train a feed-forward approximator of a recurrent network's fixed points.
+
+    python train.py task=wta                      # one run
+    python train.py -m task=wta model.hidden=64,256   # a sweep
+"""
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+from rnn_ff.config import register_configs
+from rnn_ff.training import USER_ERRORS, train
+
+register_configs()
+log = logging.getLogger("train")
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float:
+    try:
+        metrics = train(cfg)
+    except USER_ERRORS as error:  # a mistake in the config or files: one clear line, no traceback
+        log.error("%s", error)
+        raise SystemExit(f"error: {error}") from None
+    return metrics["val/rel_error"]  # the objective a sweeper minimises
+
+
+if __name__ == "__main__":
+    main()
