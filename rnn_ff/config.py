@@ -63,6 +63,8 @@ class DataConfig:
     n_test: int = 512
     seed: int = 0  # the dataset's own seed: a sweep over `seed` reuses one dataset
     cache_dir: str = "${paths.cache_dir}"
+    n_shards: int = 1  # scripts/generate_data.py: generate in this many shards (not part of the dataset key)
+    shard: Optional[int] = None  # scripts/generate_data.py: the shard this job generates, 0 .. n_shards - 1
 
 
 @dataclass

@@ -4,6 +4,17 @@ The cache file is named by a hash of everything that determines its contents (th
 config, the network's tensors, the solver options that affect the targets, sizes and the
 data seed), so a sweep over model or optimiser settings reuses it. Every sample is stored
 with its status; only `converged` ones (verified stable fixed points) enter the splits.
+
+Parallel jobs that need the same dataset generate it once: the first takes an exclusive
+lock beside the cache file and writes it atomically (temporary file, fsync, rename); the
+others wait on the lock and then read the finished file. A file that exists is always
+complete, so it is read without the lock.
+
+A large dataset can also be generated in shards by separate jobs (scripts/generate_data.py):
+shard k of n solves a contiguous slice of the one seeded draw of all inputs and writes
+`<cache>/<name>.shards/shard-k-of-n.pt`; once all n exist they are merged into the ordinary
+cache file, which is then identical (inputs, status codes, rates) to a single-process
+generation. The shard count is not part of the dataset key.
 """
 
 from __future__ import annotations
@@ -11,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
+import shutil
 import time
+from collections import defaultdict
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -76,28 +90,43 @@ def cache_path(cfg, key: dict) -> Path:
 
 
 def load_or_generate(cfg, task: Task, device: torch.device) -> FixedPointDataset:
-    """Return the cached dataset for this config, generating it (once, under a lock) if needed."""
+    """Return the cached dataset for this config, generating it (once, under a lock) if needed,
+    or merging it from a complete set of shards."""
     key = dataset_key(cfg, task)
     path = cache_path(cfg, key)
+    if path.exists():  # complete by construction (atomic rename): no need to queue on the lock
+        return _split(_read(path, key), path)
+    log.info("dataset: %s not cached; taking its lock (waits while another job generates it)", path.name)
     with file_lock(path.with_suffix(".lock")):
-        if path.exists():
-            log.info("dataset: reusing %s", path)
-            stored = safe_load(path, "dataset cache file")
-            if stored.get("key") != key:
-                raise StorageError(f"dataset cache file {path} holds data for another config than its name "
-                                   "says; delete it to regenerate")
-        else:
+        if path.exists():  # another job generated it while we waited
+            return _split(_read(path, key), path)
+        stored = _merge_complete_shards(path, key, task)
+        if stored is None:
             stored = generate(cfg, task, key, device)
-            atomic_save(stored, path)
-            log.info("dataset: wrote %s", path)
+        atomic_save(stored, path)
+        log.info("dataset: wrote %s%s", path, f" (merged from {stored['info']['shards']} shards)"
+                 if "shards" in stored["info"] else "")
+        _remove_shards(path)
     return _split(stored, path)
 
 
-def generate(cfg, task: Task, key: dict, device: torch.device) -> dict:
+def _read(path: Path, key: dict) -> dict:
+    log.info("dataset: reusing %s", path)
+    stored = safe_load(path, "dataset cache file")
+    if stored.get("key") != key:
+        raise StorageError(f"dataset cache file {path} holds data for another config than its name "
+                           "says; delete it to regenerate")
+    return stored
+
+
+def generate(cfg, task: Task, key: dict, device: torch.device, part: slice = slice(None)) -> dict:
+    """Solve the fixed points of the seeded inputs: all of them, or the slice `part` of the one
+    full draw (a shard), so that the shards together hold exactly the single-process dataset."""
     sizes = key["sizes"]
-    total = sum(sizes.values())
     generator = torch.Generator().manual_seed(int(cfg.data.seed))
-    inputs, labels = task.sample(total, generator)
+    inputs, labels = task.sample(sum(sizes.values()), generator)
+    inputs, labels = inputs[part], {name: value[part] for name, value in labels.items()}
+    total = len(inputs)
     log.info("dataset: solving %d fixed points of %s (%d units) on %s", total, task.name, task.network.n_units, device)
     start = time.perf_counter()
     result = solve(task.network, inputs, solver_options(cfg.solver), device=device,
@@ -120,6 +149,124 @@ def generate(cfg, task: Task, key: dict, device: torch.device) -> dict:
     }
     return {"key": key, "inputs": inputs, "labels": labels, "rates": result.rates, "states": result.states,
             "status_codes": result.status_codes, "nfe": result.nfe, "settle_time": result.settle_time, "info": info}
+
+
+# ---- Sharded generation: separate jobs each solve a slice, then one merge. ----
+_SHARD_NAME = re.compile(r"shard-(\d+)-of-(\d+)\.pt")
+_PER_SAMPLE = ("inputs", "rates", "states", "status_codes", "nfe", "settle_time")
+
+
+def shard_dir(path: Path) -> Path:
+    """`<cache>/<name>.shards/`, beside the dataset file `<cache>/<name>.pt`."""
+    return path.with_name(f"{path.stem}.shards")
+
+
+def shard_path(path: Path, shard: int, n_shards: int) -> Path:
+    return shard_dir(path) / f"shard-{shard}-of-{n_shards}.pt"
+
+
+def shard_slice(total: int, shard: int, n_shards: int) -> slice:
+    """Contiguous, near-equal slices that cover 0..total-1 in order."""
+    return slice(shard * total // n_shards, (shard + 1) * total // n_shards)
+
+
+def generate_shard(cfg, task: Task, device: torch.device, shard: int, n_shards: int) -> Path:
+    """Generate shard `shard` of `n_shards` of this config's dataset (unless it, or the whole
+    dataset, exists already); merge the set if it is now complete. Returns the path written."""
+    key = dataset_key(cfg, task)
+    path = cache_path(cfg, key)
+    total = sum(key["sizes"].values())
+    if not 1 <= n_shards <= total:
+        raise StorageError(f"data.n_shards={n_shards} is invalid: must be between 1 and the dataset size {total}")
+    if not 0 <= shard < n_shards:
+        raise StorageError(f"data.shard={shard} is invalid: must be between 0 and data.n_shards - 1 = {n_shards - 1}")
+    target = shard_path(path, shard, n_shards)
+    with file_lock(target.with_suffix(".lock")):
+        if path.exists():  # checked under the lock: a merge may just have removed the shards
+            log.info("dataset: %s exists already; shard %d of %d not needed", path, shard, n_shards)
+            return path
+        if target.exists():
+            log.info("dataset: reusing shard %s", target)
+        else:
+            part = shard_slice(total, shard, n_shards)
+            stored = generate(cfg, task, key, device, part)
+            stored["shard"] = {"index": shard, "count": n_shards, "start": part.start, "stop": part.stop}
+            atomic_save(stored, target)
+            log.info("dataset: wrote shard %s (samples %d..%d)", target, part.start, part.stop - 1)
+    if all(shard_path(path, k, n_shards).exists() for k in range(n_shards)):
+        return merge_shards(cfg, task)  # the last shard to finish merges
+    return target
+
+
+def merge_shards(cfg, task: Task) -> Path:
+    """Merge a complete set of shards into the ordinary cache file, under the dataset lock.
+    Raises StorageError naming the missing shards when no set is complete."""
+    key = dataset_key(cfg, task)
+    path = cache_path(cfg, key)
+    with file_lock(path.with_suffix(".lock")):
+        if path.exists():
+            log.info("dataset: %s exists already", path)
+            return path
+        stored = _merge_complete_shards(path, key, task)
+        if stored is None:
+            found = sorted(p.name for p in shard_dir(path).glob("shard-*-of-*.pt"))
+            raise StorageError(f"dataset {path.name}: no complete set of shards in {shard_dir(path)} "
+                               f"(found: {found or 'none'}); generate the missing ones with "
+                               "scripts/generate_data.py data.n_shards=N data.shard=K")
+        atomic_save(stored, path)
+        log.info("dataset: wrote %s (merged from %d shards)", path, stored["info"]["shards"])
+        _remove_shards(path)
+    return path
+
+
+def _merge_complete_shards(path: Path, key: dict, task: Task) -> dict | None:
+    """The merged dataset if some n has all n shards on disk, else None. Call under the dataset lock."""
+    sets = defaultdict(set)
+    for file in shard_dir(path).glob("shard-*-of-*.pt"):
+        match = _SHARD_NAME.fullmatch(file.name)
+        if match:
+            sets[int(match[2])].add(int(match[1]))
+    complete = [n for n, found in sets.items() if found == set(range(n))]
+    if not complete:
+        return None
+    n_shards = min(complete)
+    shards = [safe_load(shard_path(path, k, n_shards), "dataset shard") for k in range(n_shards)]
+    total = sum(key["sizes"].values())
+    for k, shard in enumerate(shards):
+        if shard.get("key") != key or shard.get("shard", {}).get("start") != shard_slice(total, k, n_shards).start:
+            raise StorageError(f"dataset shard {shard_path(path, k, n_shards)} holds data for another config or "
+                               "slice than its name says; delete it to regenerate")
+    merged = {name: torch.cat([shard[name] for shard in shards]) for name in _PER_SAMPLE}
+    merged["labels"] = {name: torch.cat([shard["labels"][name] for shard in shards]) for name in shards[0]["labels"]}
+    expected, _ = task.sample(total, torch.Generator().manual_seed(key["seed"]))  # cheap next to the solves
+    if not torch.equal(merged["inputs"], expected):
+        raise StorageError(f"dataset shards in {shard_dir(path)} do not hold this config's inputs (written by "
+                           "another version of the code?); delete them to regenerate")
+    infos = [shard["info"] for shard in shards]
+    nfe = merged["nfe"].double()
+    residuals = [i["max_residual_converged"] for i in infos if i["max_residual_converged"] is not None]
+    counts = {name: sum(i["counts"][name] for i in infos) for name in infos[0]["counts"]}
+    merged["info"] = {
+        "counts": counts,
+        "generation_seconds": sum(i["generation_seconds"] for i in infos),  # total compute, not wall time
+        "device": ",".join(sorted({i["device"] for i in infos})),
+        "nfe_mean": nfe.mean().item(),
+        "nfe_median": nfe.median().item(),
+        "nfe_max": nfe.max().item(),
+        "max_residual_converged": max(residuals) if residuals else None,
+        "distinct_active_sets": max(i.get("distinct_active_sets", 0) for i in infos),  # a lower bound
+        "nfe_total": int(merged["nfe"].sum()),
+        "shards": n_shards,
+    }
+    merged["key"] = key
+    log.info("dataset: merging %d shards from %s", n_shards, shard_dir(path))
+    return merged
+
+
+def _remove_shards(path: Path) -> None:
+    """After a merge the shards are redundant (the merged file holds all of them)."""
+    if shard_dir(path).exists():
+        shutil.rmtree(shard_dir(path), ignore_errors=True)
 
 
 def _split(stored: dict, path: Path) -> FixedPointDataset:

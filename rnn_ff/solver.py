@@ -33,6 +33,14 @@ import torch
 from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
+from rnn_ff.linear_regions import (
+    LinearRegion,
+    analyse_region,
+    certify,
+    max_real_parts,
+    region_fixed_points,
+    single_threaded_lapack,
+)
 from rnn_ff.network import RecurrentNetwork
 
 STATUSES = ("converged", "unstable", "oscillating", "diverged", "timeout", "nonfinite")
@@ -45,8 +53,10 @@ _DEFAULT_RESIDUAL_TOL = {torch.float64: 1e-9, torch.float32: 1e-4}
 @dataclass
 class SolverOptions:
     method: str = "dopri5"
-    rtol: float = 1e-6
-    atol: float = 1e-8
+    # The trajectory only has to reach the right linear region: the answer is then the exact,
+    # certified fixed point, so the integration tolerance can be looser than the answer's.
+    rtol: float = 1e-4
+    atol: float = 1e-6
     window: float = 5.0  # integration window, in units of the largest tau
     max_time: float = 1000.0  # give up (timeout) after this, in units of the largest tau
     max_steps_per_window: int = 20000
@@ -59,6 +69,7 @@ class SolverOptions:
     oscillation_windows: int = 8  # windows per block of the oscillation test
     stability_margin: float = 1e-9  # stable means max Re(eig) < -stability_margin
     diverge_threshold: float = 1e6
+    certify_horizon: float = 100.0  # ReLU: certify a region's attractor up to this time (largest-tau units)
     newton_steps: int = 20  # polish iterations for smooth activations
     chunk_size: int = 16384  # samples integrated together; bounds memory
 
@@ -144,15 +155,17 @@ def solve(
     device = torch.device(device) if device is not None else inputs.device
     network = network.to(device, dtype)
     drive = network.drive(inputs.to(device, dtype))
-    stability_cache: dict[bytes, float] = {}
+    # ReLU linear regions met so far: the max real eigenvalue part of an unstable one, the
+    # full analysis of a stable one.
+    regions: dict[bytes, LinearRegion | float] = {}
     start = time.perf_counter()
     parts = []
     with tqdm(total=len(inputs), unit="fp", desc="fixed points", disable=not progress, leave=False) as bar:
         for chunk in drive.split(options.chunk_size):
-            parts.append(_solve_chunk(network, chunk, options, stability_cache, bar))
+            parts.append(_solve_chunk(network, chunk, options, regions, bar))
     fields = {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
     result = FixedPointResult(**fields, seconds=time.perf_counter() - start)
-    result.stats = {"distinct_active_sets": len(stability_cache), "nfe_total": int(result.nfe.sum())}
+    result.stats = {"distinct_active_sets": len(regions), "nfe_total": int(result.nfe.sum())}
     return result
 
 
@@ -160,7 +173,7 @@ def _solve_chunk(
     network: RecurrentNetwork,
     drive: torch.Tensor,
     options: SolverOptions,
-    stability_cache: dict[bytes, float],
+    regions: dict[bytes, LinearRegion | float],
     bar: tqdm,
 ) -> dict[str, torch.Tensor]:
     batch, n = drive.shape
@@ -191,18 +204,16 @@ def _solve_chunk(
         diverged = finite & (safe_end.abs().amax(-1) > options.diverge_threshold)
         decided[diverged] = DIVERGED
         candidates = finite & ~diverged
-        polished, fixed, stable, unstable_here = _polish_and_classify(
-            network, safe_end, running.drive, candidates, options, residual_tol, stability_cache
+        polished, fixed, unstable_here = _polish_and_classify(
+            network, safe_end, running.drive, candidates, options, residual_tol, regions
         )
         decided[fixed & (decided == _RUNNING)] = CONVERGED
         running.unstable_streak = torch.where(unstable_here, running.unstable_streak + 1, 0)
         decided[(running.unstable_streak >= options.unstable_windows) & (decided == _RUNNING)] = UNSTABLE
-        speeds = network.velocity(trajectory, running.drive).norm(dim=-1) if candidates.any() else None
-        if speeds is not None:
-            running.track(trajectory, speeds, window_index, options)
-            if window_index % options.oscillation_windows == 0:
-                decided[running.oscillating(options, residual_tol) & (decided == _RUNNING)] = OSCILLATING
-                running.reset_block(end)
+        running.track(trajectory, float(times[1] - times[0]), window_index, options)
+        if window_index % options.oscillation_windows == 0:
+            decided[running.oscillating(options) & (decided == _RUNNING)] = OSCILLATING
+            running.reset_block(end)
 
         done = decided != _RUNNING
         ids = running.ids[done]
@@ -253,23 +264,25 @@ class _Running:
             zeros.clone(),
         )
 
-    def track(self, trajectory: torch.Tensor, speeds: torch.Tensor, window_index: int, options: SolverOptions) -> None:
+    def track(self, trajectory: torch.Tensor, spacing: float, window_index: int, options: SolverOptions) -> None:
         trajectory = torch.nan_to_num(trajectory)
-        self.path = self.path + (trajectory[1:] - trajectory[:-1]).norm(dim=-1).sum(0)
+        steps = (trajectory[1:] - trajectory[:-1]).norm(dim=-1)  # chords between the sampled points
+        self.path = self.path + steps.sum(0)
         self.box_low = torch.minimum(self.box_low, trajectory.amin(0))
         self.box_high = torch.maximum(self.box_high, trajectory.amax(0))
-        window_max = torch.nan_to_num(speeds.amax(0))
+        window_max = steps.amax(0) / spacing  # mean speed over the fastest chord
         position = (window_index - 1) % options.oscillation_windows
         if position < options.oscillation_windows // 2:
             self.speed_early = torch.maximum(self.speed_early, window_max)
         else:
             self.speed_late = torch.maximum(self.speed_late, window_max)
 
-    def oscillating(self, options: SolverOptions, residual_tol: float) -> torch.Tensor:
+    def oscillating(self, options: SolverOptions) -> torch.Tensor:
         diagonal = (self.box_high - self.box_low).norm(dim=-1)
         sustained = self.speed_late >= 0.5 * self.speed_early
-        moving = self.speed_late > residual_tol * (1 + self.states.abs().amax(-1))
-        return sustained & moving & (self.path > 3.0 * diagonal)
+        # Jitter at the integrator's tolerance around a fixed point is not an oscillation.
+        noise = options.atol + options.rtol * self.box_high.abs().amax(-1)
+        return sustained & (diagonal > 1e3 * noise) & (self.path > 3.0 * diagonal)
 
     def reset_block(self, end: torch.Tensor) -> None:
         end = torch.nan_to_num(end)
@@ -331,50 +344,101 @@ def _polish_and_classify(
     candidates: torch.Tensor,
     options: SolverOptions,
     residual_tol: float,
-    stability_cache: dict[bytes, float],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Polish the samples that are nearly settled; say which are stable fixed points.
+    regions: dict[bytes, LinearRegion | float],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Find the fixed point each sample may be settling on and judge it.
 
-    Returns (polished states, accepted-as-converged, stable, sitting-on-unstable), all per sample.
+    Returns (polished states, accepted as converged, sitting on an unstable fixed point).
+    ReLU: every sample is checked against the exact fixed point of its current linear
+    region and accepted once the region certificate shows the trajectory stays there.
+    Otherwise (or if the certificate cannot be given), a sample is accepted only when it
+    is already within `accept_distance` of a stable fixed point, well inside its region.
     """
-    batch = len(states)
     polished = states.clone()
-    accepted = torch.zeros(batch, dtype=torch.bool, device=states.device)
-    stable = torch.zeros_like(accepted)
+    accepted = torch.zeros(len(states), dtype=torch.bool, device=states.device)
     on_unstable = torch.zeros_like(accepted)
+    if network.piecewise_linear:
+        _classify_by_region(network, states, drive, candidates, options, residual_tol, regions, polished, accepted,
+                            on_unstable)
+        return polished, accepted, on_unstable
     scale_now = 1.0 + states.abs().amax(-1)
     near = candidates & (network.residual(states, drive).abs().amax(-1) <= options.accept_distance * scale_now)
-    if not near.any():
-        return polished, accepted, stable, on_unstable
-    idx = near.nonzero().squeeze(1)
-    x_star = polish(network, states[idx], drive[idx], options.newton_steps)
+    members = near.nonzero().squeeze(1)
+    if len(members):
+        x_star = polish(network, states[members], drive[members], options.newton_steps)
+        finite = torch.isfinite(x_star).all(-1)
+        stable = torch.zeros_like(finite)
+        if finite.any():
+            stable[finite] = max_real_eigenvalue(network, x_star[finite]) < -options.stability_margin
+        _judge(network, states, drive, members, x_star, stable, torch.zeros_like(stable), options, residual_tol,
+               polished, accepted, on_unstable)
+    return polished, accepted, on_unstable
+
+
+def _classify_by_region(network, states, drive, candidates, options, residual_tol, regions, polished, accepted,
+                        on_unstable) -> None:
+    """ReLU: group samples by their current linear region. Unstable regions are ruled out by
+    one batched eigenvalue call per region size; only samples in stable regions get the
+    exact fixed point and the certificate; samples (almost) at rest in an unstable region
+    are polished to tell whether they sit on a saddle."""
+    index = candidates.nonzero().squeeze(1)
+    if not len(index):
+        return
+    unique, inverse = torch.unique(states[index] > 0, dim=0, return_inverse=True)
+    unique_cpu = unique.cpu()
+    keys = [mask.numpy().tobytes() for mask in unique_cpu]
+    new = [k for k, key in enumerate(keys) if key not in regions]
+    if new:
+        for k, value in zip(new, max_real_parts(network, unique_cpu[new])):
+            regions[keys[k]] = value
+    time_limit = options.certify_horizon * _time_unit(network)
+    resting = network.residual(states[index], drive[index]).abs().amax(-1) <= options.unstable_distance * (
+        1.0 + states[index].abs().amax(-1))
+    for k, key in enumerate(keys):
+        members = index[inverse == k]
+        if isinstance(regions[key], float) and regions[key] < -options.stability_margin:
+            regions[key] = analyse_region(network, unique_cpu[k])  # stable: worth the full analysis
+        region = regions[key]
+        if isinstance(region, LinearRegion):
+            x_star = region_fixed_points(network, region, drive[members])
+            certified = certify(network, region, states[members], x_star, time_limit)
+            stable = torch.ones(len(members), dtype=torch.bool, device=states.device)
+        else:
+            members = members[resting[inverse == k]]
+            if not len(members):
+                continue
+            x_star = polish(network, states[members], drive[members])
+            certified = stable = torch.zeros(len(members), dtype=torch.bool, device=states.device)
+        _judge(network, states, drive, members, x_star, stable, certified, options, residual_tol, polished,
+               accepted, on_unstable)
+
+
+def _judge(network, states, drive, members, x_star, stable, certified, options, residual_tol, polished, accepted,
+           on_unstable) -> None:
+    """Accept x* for `members` if it is a fixed point, stable, and the trajectory is bound for it."""
     scale = 1.0 + x_star.abs().amax(-1)
-    residual_ok = network.residual(x_star, drive[idx]).abs().amax(-1) <= residual_tol * scale
-    residual_ok &= torch.isfinite(x_star).all(-1)
-    distance = (x_star - states[idx]).abs().amax(-1)
+    is_fixed = torch.isfinite(x_star).all(-1)
+    is_fixed &= network.residual(x_star, drive[members]).abs().amax(-1) <= residual_tol * scale
+    distance = (x_star - states[members]).abs().amax(-1)
     magnitude = x_star.abs()
-    # Distance to the nearest switching surface, ignoring units exactly at threshold.
+    # Distance to the nearest switching surface (ReLU), ignoring units exactly at threshold.
     margin = torch.where(magnitude > 1e-12 * scale[:, None], magnitude, torch.full_like(magnitude, math.inf))
     margin = margin.amin(-1) if network.piecewise_linear else torch.full_like(scale, math.inf)
-    inside = (distance <= options.accept_distance * scale) & (
+    close = (distance <= options.accept_distance * scale) & (
         (options.margin_factor * distance <= margin) | (distance <= 1e-12 * scale)
     )
-    max_real = torch.full_like(scale, math.inf)
-    checked = residual_ok.nonzero().squeeze(1)
-    if len(checked):
-        max_real[checked] = max_real_eigenvalue(network, x_star[checked], stability_cache)
-    is_stable = max_real < -options.stability_margin
-    polished[idx] = torch.where(residual_ok[:, None], x_star, states[idx])
-    accepted[idx] = residual_ok & inside & is_stable
-    stable[idx] = residual_ok & is_stable
-    on_unstable[idx] = residual_ok & ~is_stable & (distance <= options.unstable_distance * scale)
-    return polished, accepted, stable, on_unstable
+    polished[members] = torch.where(is_fixed[:, None], x_star, states[members])
+    accepted[members] = is_fixed & stable & (certified | close)
+    on_unstable[members] = is_fixed & ~stable & (distance <= options.unstable_distance * scale)
+
+
+def _time_unit(network: RecurrentNetwork) -> float:
+    return float(network.tau.max())
 
 
 def polish(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor, newton_steps: int = 20) -> torch.Tensor:
-    """Exact fixed point near `states`: for ReLU one active-set solve (I - W D) x = drive
-    with D = diag(x > 0), which is Newton's method and exact on a linear region; for a
-    smooth activation, Newton iterations. Singular systems give nan (not a fixed point)."""
+    """Fixed point near `states` by Newton's method on -x + W f(x) + drive = 0 (for ReLU a
+    single step is the exact active-set solve). Singular systems give nan."""
     steps = 1 if network.piecewise_linear else newton_steps
     eye = torch.eye(network.n_units, dtype=states.dtype, device=states.device)
     rows_per_solve = max(1, _SOLVE_ELEMENTS // network.n_units**2)  # bounds the (B, N, N) systems
@@ -385,7 +449,8 @@ def polish(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor,
             jacobian = eye - network.weights * slope[:, None, :]  # I - W diag(f'(x)), (B, N, N)
             # Linearised fixed-point equation: x = W (f(x0) + f'(x0)(x - x0)) + drive.
             rhs = d + (network.rate(x) - slope * x) @ network.weights.T
-            solution, info = torch.linalg.solve_ex(jacobian, rhs)
+            with single_threaded_lapack():
+                solution, info = torch.linalg.solve_ex(jacobian, rhs)
             x = torch.where((info == 0)[:, None], solution, torch.full_like(solution, math.nan))
         parts.append(x)
     return torch.cat(parts)
@@ -394,51 +459,22 @@ def polish(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor,
 _SOLVE_ELEMENTS = 2**23
 
 
-def max_real_eigenvalue(
-    network: RecurrentNetwork, fixed_points: torch.Tensor, cache: dict[bytes, float] | None = None
-) -> torch.Tensor:
-    """Largest real part of the eigenvalues of diag(1/tau)(-I + W diag(f'(x*))) per fixed point.
-
-    ReLU: decomposed once per distinct active set (its |S| x |S| block); eigenvalues are
-    computed on the CPU in float64, with numpy as the fallback where torch fails to converge.
-    """
-    cache = {} if cache is None else cache
+def max_real_eigenvalue(network: RecurrentNetwork, fixed_points: torch.Tensor) -> torch.Tensor:
+    """Largest real part of the eigenvalues of diag(1/tau)(-I + W diag(f'(x*))) per fixed point
+    (for ReLU, of the active block: the other eigenvalues are -1/tau_i < 0)."""
+    if network.piecewise_linear:
+        unique, inverse = torch.unique((fixed_points > 0).cpu(), dim=0, return_inverse=True)
+        per_set = torch.tensor(max_real_parts(network, unique), dtype=torch.float64)
+        return per_set[inverse].to(fixed_points.device, fixed_points.dtype)
     weights = network.weights.detach().cpu().double()
-    tau = network.tau.detach().cpu().double()
-    if not network.piecewise_linear:
-        slopes = network.rate_slope(fixed_points).cpu().double()
-        matrices = (-torch.eye(network.n_units, dtype=torch.float64) + weights * slopes[:, None, :]) / tau[:, None]
-        return _eig_max_real(matrices).to(fixed_points.device, fixed_points.dtype)
-    masks = (fixed_points > 0).cpu()
-    unique, inverse = torch.unique(masks, dim=0, return_inverse=True)
-    keys = [m.numpy().tobytes() for m in unique]
-    missing = [k for k, key in enumerate(keys) if key not in cache]
-    by_size: dict[int, list[int]] = {}
-    for k in missing:
-        by_size.setdefault(int(unique[k].sum()), []).append(k)
-    for size, members in by_size.items():
-        if size == 0:
-            for k in members:
-                cache[keys[k]] = -math.inf  # all units inactive: eigenvalues are -1/tau
-            continue
-        blocks = []
-        for k in members:
-            active = unique[k].nonzero().squeeze(1)
-            block = -torch.eye(size, dtype=torch.float64) + weights[active][:, active]
-            blocks.append(block / tau[active][:, None])
-        values = _eig_max_real(torch.stack(blocks))
-        for k, value in zip(members, values.tolist()):
-            cache[keys[k]] = value
-    # Units off S add eigenvalues -1/tau_i < 0, which never decide stability.
-    per_set = torch.tensor([cache[key] for key in keys], dtype=torch.float64)
-    return per_set[inverse].to(fixed_points.device, fixed_points.dtype)
-
-
-def _eig_max_real(matrices: torch.Tensor) -> torch.Tensor:
+    slopes = network.rate_slope(fixed_points).cpu().double()
+    matrices = (-torch.eye(network.n_units, dtype=torch.float64) + weights * slopes[:, None, :]) / network.tau.cpu(
+        ).double()[:, None]
     try:
-        return torch.linalg.eigvals(matrices).real.amax(-1)
+        values = torch.linalg.eigvals(matrices).real.amax(-1)
     except RuntimeError:  # e.g. "failed to converge ... too many repeated eigenvalues"
-        return torch.tensor([np.linalg.eigvals(m.numpy()).real.max() for m in matrices], dtype=torch.float64)
+        values = torch.tensor([np.linalg.eigvals(m.numpy()).real.max() for m in matrices], dtype=torch.float64)
+    return values.to(fixed_points.device, fixed_points.dtype)
 
 
 def _counts(status: torch.Tensor) -> dict[str, int]:
