@@ -41,8 +41,9 @@ class LinearRegion:
     eigenvalues: torch.Tensor | None  # (|S|,) complex
     vectors: torch.Tensor | None  # V, (|S|, |S|) complex
     inverse_vectors: torch.Tensor | None  # V^-1
-    coupling: torch.Tensor | None  # Q / (1 + tau_R lambda), (|R|, |S|) complex
-    certifiable: bool  # V well conditioned and no resonance 1 + tau_i lambda_k = 0
+    coupling: torch.Tensor | None  # Q / (1 + tau_R lambda), (|R|, |S|) complex; 0 where resonant
+    resonant_coupling: torch.Tensor | None  # Q / tau_R where 1 + tau_i lambda_k = 0, else 0 (None: no resonance)
+    certifiable: bool  # V well conditioned
 
     @property
     def stable(self) -> bool:
@@ -81,7 +82,8 @@ def analyse_region(network: RecurrentNetwork, mask: torch.Tensor) -> LinearRegio
     active, inactive = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)
     size = len(active)
     if size == 0:  # all units silent: x* = h, eigenvalues -1/tau
-        return LinearRegion(active.to(device), inactive.to(device), None, -math.inf, None, None, None, None, True)
+        return LinearRegion(active.to(device), inactive.to(device), None, -math.inf, None, None, None, None, None,
+                            True)
     w_ss = weights[active][:, active]
     system = torch.eye(size, dtype=torch.float64) - w_ss
     lu = torch.linalg.lu_factor(system)
@@ -97,10 +99,13 @@ def analyse_region(network: RecurrentNetwork, mask: torch.Tensor) -> LinearRegio
     inverse = torch.linalg.inv(vectors) if certifiable else None
     tau_r = tau[inactive].to(torch.complex128)
     resonance = 1.0 + tau_r[:, None] * values[None, :]
-    certifiable = certifiable and bool((resonance.abs() > 1e-8).all())
-    coupling = None
+    resonant = resonance.abs() <= 1e-8  # lambda_k = -1/tau_i: the driven term becomes t exp(lambda_k t) / tau_i
+    coupling = resonant_coupling = None
     if certifiable:
-        coupling = (weights[inactive][:, active].to(torch.complex128) @ vectors) / resonance
+        full = weights[inactive][:, active].to(torch.complex128) @ vectors
+        coupling = torch.where(resonant, 0, full / torch.where(resonant, 1, resonance))
+        if resonant.any():
+            resonant_coupling = torch.where(resonant, full / tau_r[:, None], 0)
     complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
 
     def move(t: torch.Tensor | None, as_complex: bool = True) -> torch.Tensor | None:
@@ -108,7 +113,7 @@ def analyse_region(network: RecurrentNetwork, mask: torch.Tensor) -> LinearRegio
 
     lu_on_device = (lu[0].to(device, dtype), lu[1].to(device))
     return LinearRegion(active.to(device), inactive.to(device), lu_on_device, max_real, move(values), move(vectors),
-                        move(inverse), move(coupling), certifiable)
+                        move(inverse), move(coupling), move(resonant_coupling), certifiable)
 
 
 def region_fixed_points(network: RecurrentNetwork, region: LinearRegion, drive: torch.Tensor) -> torch.Tensor:
@@ -163,36 +168,52 @@ def _certify_rows(network: RecurrentNetwork, region: LinearRegion, states: torch
     # Distance of x* to the region's walls; x* on a wall (margin 0) is never certified.
     margin = torch.minimum(x_s.amin(-1) if len(active) else inf, (-x_r).amin(-1) if len(inactive) else inf)
     e0 = states - fixed
-    e_r0 = e0[:, inactive]
     tau_r = network.tau[inactive]
+    decay = max(region.max_real, (-1.0 / tau_r).max().item() if len(inactive) else -math.inf)
+    bound = e0[:, inactive].abs()  # |e(t)| <= bound exp(decay t), unit by unit
     if len(active):
-        c = e0[:, active].to(region.vectors.dtype) @ region.inverse_vectors.T  # (B, |S|)
-        bound_s = (c.abs() @ region.vectors.abs().T).amax(-1)
-        bound_r = e_r0.abs() + 2.0 * (c.abs() @ region.coupling.abs().T) if len(inactive) else None
-        decay = max(region.max_real, (-1.0 / tau_r).max().item() if len(inactive) else -math.inf)
-    else:
-        c, bound_s, bound_r = None, torch.zeros_like(inf), e_r0.abs()
-        decay = (-1.0 / tau_r).max().item()
-    bound = bound_s if bound_r is None else torch.maximum(bound_s, bound_r.amax(-1))
-    ok = margin > 0
+        c = _modal_coordinates(region, e0)
+        bound_s = c.abs() @ region.vectors.abs().T
+        if len(inactive):
+            bound = bound + 2.0 * (c.abs() @ region.coupling.abs().T)
+            if region.resonant_coupling is not None:  # t exp(alpha t) <= 2 / (e |alpha|) exp(alpha t / 2)
+                bound = bound + 2.0 / (math.e * -region.max_real) * (c.abs() @ region.resonant_coupling.abs().T)
+                decay = max(decay, region.max_real / 2)
+        bound = torch.cat([bound_s, bound], dim=-1)
+    bound = bound.amax(-1)
     # Time after which |e| < margin for sure: the state cannot leave the region any more.
     horizon = torch.log((bound / margin.clamp_min(1e-300)).clamp_min(1.0)) / -decay
-    ok &= horizon <= max_time
+    ok = (margin > 0) & (horizon <= max_time)
     if not ok.any():
         return ok
     fractions = (torch.arange(1, _GRID + 1, dtype=states.dtype, device=states.device) / _GRID) ** 2
     times = horizon.clamp_max(max_time)[:, None] * fractions  # (B, G), denser early
-    inside = torch.ones_like(ok)
-    if len(active):
-        growth = torch.exp(times[..., None] * region.eigenvalues)  # (B, G, |S|)
-        modes = growth * c[:, None, :]
-        e_s = (modes @ region.vectors.T).real
-        inside &= ((x_s[:, None, :] + e_s) > 0).all(-1).all(-1)
-    if len(inactive):
-        relax = torch.exp(-times[..., None] / tau_r)  # (B, G, |R|)
-        e_r = relax * e_r0[:, None, :]
-        if len(active):
-            driven = (modes @ region.coupling.T).real - relax * (c @ region.coupling.T).real[:, None, :]
-            e_r = e_r + driven
-        inside &= ((x_r[:, None, :] + e_r) <= 0).all(-1).all(-1)
+    path = region_trajectory(network, region, states, fixed, times)
+    inside = (path[..., active] > 0).all(-1).all(-1) & (path[..., inactive] <= 0).all(-1).all(-1)
     return ok & inside
+
+
+def _modal_coordinates(region: LinearRegion, deviation: torch.Tensor) -> torch.Tensor:
+    return deviation[:, region.active].to(region.vectors.dtype) @ region.inverse_vectors.T
+
+
+def region_trajectory(network: RecurrentNetwork, region: LinearRegion, states: torch.Tensor, fixed: torch.Tensor,
+                      times: torch.Tensor) -> torch.Tensor:
+    """x(t) (B, T, N) from x(0) = states under the region's linear dynamics (exactly the
+    network's trajectory while it stays in the region), at per-sample times (B, T)."""
+    active, inactive = region.active, region.inactive
+    e0 = states - fixed
+    path = fixed[:, None, :].repeat(1, times.shape[1], 1)
+    if len(active):
+        c = _modal_coordinates(region, e0)
+        modes = torch.exp(times[..., None] * region.eigenvalues) * c[:, None, :]  # (B, T, |S|)
+        path[..., active] += (modes @ region.vectors.T).real
+    if len(inactive):
+        relax = torch.exp(-times[..., None] / network.tau[inactive])  # (B, T, |R|)
+        e_r = relax * e0[:, None, inactive]
+        if len(active):
+            e_r = e_r + (modes @ region.coupling.T).real - relax * (c @ region.coupling.T).real[:, None, :]
+            if region.resonant_coupling is not None:
+                e_r = e_r + times[..., None] * (modes @ region.resonant_coupling.T).real
+        path[..., inactive] += e_r
+    return path

@@ -424,8 +424,11 @@ def _judge(network, states, drive, members, x_star, stable, certified, options, 
     # Distance to the nearest switching surface (ReLU), ignoring units exactly at threshold.
     margin = torch.where(magnitude > 1e-12 * scale[:, None], magnitude, torch.full_like(magnitude, math.inf))
     margin = margin.amin(-1) if network.piecewise_linear else torch.full_like(scale, math.inf)
+    # Close, and either well inside x*'s linear region or as close as the integrator resolves
+    # (a unit that ends within the tolerance of its threshold would otherwise never settle).
+    resolution = options.atol + options.rtol * scale
     close = (distance <= options.accept_distance * scale) & (
-        (options.margin_factor * distance <= margin) | (distance <= 1e-12 * scale)
+        (options.margin_factor * distance <= margin) | (distance <= resolution)
     )
     polished[members] = torch.where(is_fixed[:, None], x_star, states[members])
     accepted[members] = is_fixed & stable & (certified | close)

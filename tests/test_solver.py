@@ -114,3 +114,34 @@ def test_bad_inputs_fail_with_a_clear_message():
         solve_fixed_points(torch.zeros(2, 3), torch.zeros(1, 3))
     with pytest.raises(ValueError, match="tau"):
         solve_fixed_points(torch.zeros(2, 2), torch.zeros(1, 2), tau=-1.0)
+
+
+@pytest.mark.parametrize("task_name", ["wta", "transformation"])
+def test_region_solution_matches_integration_while_inside_the_region(task_name):
+    """The certificate's closed form (resonant terms included) is the network's trajectory."""
+    from torchdiffeq import odeint
+
+    from rnn_ff.linear_regions import analyse_region, region_fixed_points, region_trajectory
+    from rnn_ff.tasks import TASKS, build_task
+
+    task = build_task(TASKS[task_name][0]())
+    network = task.network
+    inputs, _ = task.sample(4, torch.Generator().manual_seed(5))
+    drive = network.drive(inputs)
+    settled = solve(network, inputs).states
+    margin = settled.abs().amin(-1, keepdim=True)
+    noise = torch.rand(settled.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64) - 0.5
+    start = settled + 0.2 * margin * noise  # in the same linear region as the fixed point
+    times = torch.linspace(0, 3, 7, dtype=torch.float64)
+    reference = odeint(lambda t, x: network.velocity(x, drive), start, times, rtol=1e-10, atol=1e-12)
+    resonant = 0
+    for i in range(len(inputs)):
+        mask = start[i] > 0
+        assert ((reference[:, i] > 0) == mask).all(), "the perturbed trajectory left its region"
+        region = analyse_region(network, mask)
+        resonant += region.resonant_coupling is not None
+        fixed = region_fixed_points(network, region, drive[i:i + 1])
+        path = region_trajectory(network, region, start[i:i + 1], fixed, times[None])
+        torch.testing.assert_close(path[0] - fixed, reference[:, i] - fixed, atol=1e-9, rtol=1e-6)
+    if task_name == "transformation":
+        assert resonant, "the transformation network's regions have lambda = -1/tau resonances to cover"
