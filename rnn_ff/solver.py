@@ -145,8 +145,12 @@ def solve(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
     progress: bool = False,
+    initial_states: torch.Tensor | None = None,
 ) -> FixedPointResult:
-    """Solve every input of a (B, D) batch, chunk by chunk; results come back on the CPU."""
+    """Solve every input of a (B, D) batch, chunk by chunk; results come back on the CPU.
+
+    Trajectories start from x(0) = 0 unless `initial_states` (B, N) are given (used to
+    probe multistability: does the response depend on where the network starts?)."""
     options = options or SolverOptions()
     if inputs.ndim != 2 or inputs.shape[1] != network.n_inputs:
         raise ValueError(f"inputs must be B x {network.n_inputs}, got shape {tuple(inputs.shape)}")
@@ -155,14 +159,17 @@ def solve(
     device = torch.device(device) if device is not None else inputs.device
     network = network.to(device, dtype)
     drive = network.drive(inputs.to(device, dtype))
+    starts = torch.zeros_like(drive) if initial_states is None else initial_states.to(device, dtype)
+    if starts.shape != drive.shape or not torch.isfinite(starts).all():
+        raise ValueError(f"initial_states must be finite and B x {network.n_units}, got shape {tuple(starts.shape)}")
     # ReLU linear regions met so far: the max real eigenvalue part of an unstable one, the
     # full analysis of a stable one.
     regions: dict[bytes, LinearRegion | float] = {}
     start = time.perf_counter()
     parts = []
     with tqdm(total=len(inputs), unit="fp", desc="fixed points", disable=not progress, leave=False) as bar:
-        for chunk in drive.split(options.chunk_size):
-            parts.append(_solve_chunk(network, chunk, options, regions, bar))
+        for chunk, chunk_starts in zip(drive.split(options.chunk_size), starts.split(options.chunk_size)):
+            parts.append(_solve_chunk(network, chunk, chunk_starts, options, regions, bar))
     fields = {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
     result = FixedPointResult(**fields, seconds=time.perf_counter() - start)
     result.stats = {"distinct_active_sets": len(regions), "nfe_total": int(result.nfe.sum())}
@@ -172,6 +179,7 @@ def solve(
 def _solve_chunk(
     network: RecurrentNetwork,
     drive: torch.Tensor,
+    starts: torch.Tensor,
     options: SolverOptions,
     regions: dict[bytes, LinearRegion | float],
     bar: tqdm,
@@ -189,7 +197,7 @@ def _solve_chunk(
     settle_time = torch.zeros(batch, dtype=dtype, device=dev)
 
     # Per running sample: global index, state, drive, and the oscillation/unstable trackers.
-    running = _Running.start(torch.arange(batch, device=dev), drive)
+    running = _Running.start(torch.arange(batch, device=dev), drive, starts)
     elapsed, window_index = 0.0, 0
     while len(running.ids) and elapsed < max_time:
         trajectory, window_nfe, integrated = _integrate(network, running.states, running.drive, times, options)
@@ -256,9 +264,8 @@ class _Running:
     speed_late: torch.Tensor  # max speed in the second half of the block
 
     @classmethod
-    def start(cls, ids: torch.Tensor, drive: torch.Tensor) -> _Running:
+    def start(cls, ids: torch.Tensor, drive: torch.Tensor, states: torch.Tensor) -> _Running:
         zeros = torch.zeros(len(ids), dtype=drive.dtype, device=drive.device)
-        states = torch.zeros_like(drive)
         return cls(
             ids, states, drive, torch.zeros_like(ids), zeros, states.clone(), states.clone(), zeros.clone(),
             zeros.clone(),
@@ -296,6 +303,32 @@ class _Running:
         for name in ("ids", "states", "drive", "unstable_streak", "path", "box_low", "box_high", "speed_early",
                      "speed_late"):
             setattr(self, name, getattr(self, name)[keep])
+
+
+def start_dependent(
+    network: RecurrentNetwork,
+    inputs: torch.Tensor,
+    reference: FixedPointResult,
+    generator: torch.Generator,
+    n_starts: int = 2,
+    options: SolverOptions | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Which inputs have a response that depends on the start (multistability)?
+
+    Each input is solved again from `n_starts` random initial states x0 ~ U(-s, s), with
+    s the size of its fixed point; an input counts if any restart settles on another
+    stable fixed point. Restarts that do not converge prove nothing and are ignored."""
+    differs = torch.zeros(len(inputs), dtype=torch.bool)
+    scale = 1.0 + reference.states.abs().amax(-1, keepdim=True)
+    for _ in range(n_starts):
+        starts = scale * (2 * torch.rand(reference.states.shape, generator=generator, dtype=torch.float64) - 1)
+        again = solve(network, inputs, options, device=device, dtype=dtype, initial_states=starts)
+        both = again.converged & reference.converged
+        gap = (again.rates - reference.rates).abs().amax(-1)
+        differs |= both & (gap > 1e-6 * (1.0 + reference.rates.abs().amax(-1)))
+    return differs
 
 
 def _integrate(

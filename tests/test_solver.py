@@ -145,3 +145,20 @@ def test_region_solution_matches_integration_while_inside_the_region(task_name):
         torch.testing.assert_close(path[0] - fixed, reference[:, i] - fixed, atol=1e-9, rtol=1e-6)
     if task_name == "transformation":
         assert resonant, "the transformation network's regions have lambda = -1/tau resonances to cover"
+
+
+def test_start_dependence_finds_the_multistable_hard_wta_and_not_the_soft_one():
+    from rnn_ff.solver import start_dependent
+
+    inputs = torch.tensor([[0.9, 0.85, 0.1, 0.2], [0.9, 0.1, 0.2, 0.3]], dtype=torch.float64)
+    hard = wta_network(WTAConfig(n_excitatory=4, self_excitation=1.2))
+    # From rest the strongest input wins; started with unit 1 ahead, unit 1 wins: two stable answers.
+    ahead = torch.zeros(2, 5, dtype=torch.float64)
+    ahead[:, 1] = 2.0
+    rest, started = solve(hard, inputs), solve(hard, inputs, initial_states=ahead)
+    assert rest.converged.all() and started.converged.all()
+    assert started.rates[0, :4].argmax() == 1 and rest.rates[0, :4].argmax() == 0
+    found = start_dependent(hard, inputs, rest, torch.Generator().manual_seed(0), n_starts=8)
+    assert found[0]
+    soft = wta_network(WTAConfig(n_excitatory=4, self_excitation=0.5))  # unique fixed point
+    assert not start_dependent(soft, inputs, solve(soft, inputs), torch.Generator().manual_seed(0), n_starts=4).any()
