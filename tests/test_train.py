@@ -18,6 +18,7 @@ from rnn_ff import load_approximator, load_network
 from rnn_ff.checkpoint import load_checkpoint
 from rnn_ff.config import PROJECT_ROOT
 from rnn_ff.evaluation import regression_metrics
+from rnn_ff.storage import StorageError
 from rnn_ff.tasks import TASKS, build_task
 from rnn_ff.training import train
 from tests.conftest import TINY, TINY_RUN, compose_config, run_script
@@ -180,3 +181,20 @@ def test_custom_network_trains_and_evaluates_from_its_checkpoint(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["task"] == "custom" and report["data/converged"] == 40
     assert 0 <= report["eval/rel_error"] < 1.0 and report["speed/speedup"] > 0
+
+
+def test_hostile_networks_give_no_targets_and_a_clear_error(tmp_path):
+    """A 3-cycle CTLN only oscillates; runaway excitation only diverges: nothing to train on."""
+    cycle = np.full((3, 3), -1.5)
+    cycle[1, 0] = cycle[2, 1] = cycle[0, 2] = -0.75
+    np.fill_diagonal(cycle, 0.0)
+    np.save(tmp_path / "cycle.npy", cycle)
+    np.save(tmp_path / "runaway.npy", 1.5 * np.eye(3))
+    for name, status in (("cycle", "oscillating"), ("runaway", "diverged")):
+        cfg = compose_config(tmp_path / name, ["task=custom", f"task.weights={tmp_path / f'{name}.npy'}",
+                                               "task.inputs.low=0.95", "task.inputs.high=1.05", "solver.max_time=200",
+                                               *TINY_RUN])
+        with pytest.raises(StorageError, match="no converged samples") as error:
+            train(cfg)
+        assert f"'{status}': 160" in str(error.value)
+        assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
