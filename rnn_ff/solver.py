@@ -162,17 +162,18 @@ def solve(
     starts = torch.zeros_like(drive) if initial_states is None else initial_states.to(device, dtype)
     if starts.shape != drive.shape or not torch.isfinite(starts).all():
         raise ValueError(f"initial_states must be finite and B x {network.n_units}, got shape {tuple(starts.shape)}")
-    # ReLU linear regions met so far: the max real eigenvalue part of an unstable one, the
-    # full analysis of a stable one.
-    regions: dict[bytes, LinearRegion | float] = {}
     start = time.perf_counter()
-    parts = []
+    parts, distinct_active_sets = [], 0
     with tqdm(total=len(inputs), unit="fp", desc="fixed points", disable=not progress, leave=False) as bar:
         for chunk, chunk_starts in zip(drive.split(options.chunk_size), starts.split(options.chunk_size)):
+            # ReLU linear regions met in this chunk: the max real eigenvalue part of an unstable
+            # one, the full analysis of a stable one. Kept per chunk, so memory stays bounded.
+            regions: dict[bytes, LinearRegion | float] = {}
             parts.append(_solve_chunk(network, chunk, chunk_starts, options, regions, bar))
+            distinct_active_sets += len(regions)
     fields = {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
     result = FixedPointResult(**fields, seconds=time.perf_counter() - start)
-    result.stats = {"distinct_active_sets": len(regions), "nfe_total": int(result.nfe.sum())}
+    result.stats = {"distinct_active_sets": distinct_active_sets, "nfe_total": int(result.nfe.sum())}
     return result
 
 
