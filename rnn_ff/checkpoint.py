@@ -26,8 +26,10 @@ def save_checkpoint(path: str | Path, **contents) -> None:
     atomic_save({"format": CHECKPOINT_FORMAT, **contents}, path)
 
 
-def load_checkpoint(path: str | Path, task: str | None = None, model_hparams: dict | None = None) -> dict:
-    """Load and check a checkpoint; `task`/`model_hparams` must match when given."""
+def load_checkpoint(path: str | Path, task: str | None = None, model_hparams: dict | None = None,
+                    network: RecurrentNetwork | None = None) -> dict:
+    """Load and check a checkpoint; `task`, `model_hparams` and `network` must match when given
+    (a model of the right shape trained on another network would resume silently wrong)."""
     checkpoint = safe_load(path, "checkpoint")
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an rnn_ff checkpoint (format {checkpoint.get('format')!r})")
@@ -36,7 +38,16 @@ def load_checkpoint(path: str | Path, task: str | None = None, model_hparams: di
     if model_hparams is not None and checkpoint["model_hparams"] != model_hparams:
         raise CheckpointError(f"checkpoint {path} holds a model {checkpoint['model_hparams']}, "
                               f"but this run builds {model_hparams}")
+    if network is not None and not _same_network(checkpoint["network"], network.state_dict()):
+        raise CheckpointError(f"checkpoint {path} was trained on another {checkpoint['task']} network than this "
+                              "config builds (a task.* value or weight file differs)")
     return checkpoint
+
+
+def _same_network(stored: dict, built: dict) -> bool:
+    return stored.keys() == built.keys() and all(
+        torch.equal(value, built[name]) if isinstance(value, torch.Tensor) else value == built[name]
+        for name, value in stored.items())
 
 
 def approximator_from(checkpoint: dict) -> FeedForwardApproximator:

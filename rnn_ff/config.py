@@ -7,6 +7,8 @@ that are well typed but meaningless (a negative size, an unknown device) fail in
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -102,10 +104,16 @@ def solver_options(solver_cfg) -> SolverOptions:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for a `device` config value; a ConfigError if it names none that exists here."""
+    match = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", name)
+    if match is None:
+        raise ConfigError(f"device={name!r} is invalid: allowed: auto, cpu, cuda, cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but CUDA is not available here; use device=cpu or device=auto")
+    if match[1] is not None and int(match[1]) >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
 
 
@@ -116,27 +124,30 @@ def validate(cfg) -> None:
         if not ok:
             raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
 
+    def positive(value) -> bool:
+        return math.isfinite(value) and value > 0
+
     check(cfg.task.name in TASKS, "task.name", cfg.task.name, f"allowed: {sorted(TASKS)}")
-    check(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"), "device", cfg.device,
-          "allowed: auto, cpu, cuda, cuda:N")
+    resolve_device(cfg.device)
     check(cfg.model.hidden >= 1, "model.hidden", cfg.model.hidden, "must be >= 1")
     check(cfg.model.activation in HIDDEN_ACTIVATIONS, "model.activation", cfg.model.activation,
           f"allowed: {list(HIDDEN_ACTIVATIONS)}")
     check(cfg.model.output_activation in OUTPUT_ACTIVATIONS, "model.output_activation",
           cfg.model.output_activation, f"allowed: {list(OUTPUT_ACTIVATIONS)}")
     check(cfg.solver.dtype in DTYPES, "solver.dtype", cfg.solver.dtype, f"allowed: {list(DTYPES)}")
-    from torchdiffeq._impl.odeint import SOLVERS
-
-    check(cfg.solver.method in SOLVERS, "solver.method", cfg.solver.method, f"allowed: {sorted(SOLVERS)}")
+    try:
+        solver_options(cfg.solver)  # SolverOptions checks its own values
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     for key in ("n_train", "n_val", "n_test"):
         check(cfg.data[key] >= 1, f"data.{key}", cfg.data[key], "must be >= 1")
-    for key in ("max_epochs", "batch_size", "checkpoint_every"):
-        check(cfg.trainer[key] >= 1, f"trainer.{key}", cfg.trainer[key], "must be >= 1")
-    for key in ("lr", "grad_clip"):
-        check(cfg.trainer[key] > 0, f"trainer.{key}", cfg.trainer[key], "must be > 0")
-    check(cfg.trainer.weight_decay >= 0, "trainer.weight_decay", cfg.trainer.weight_decay, "must be >= 0")
-    check(cfg.trainer.patience >= 1, "trainer.patience", cfg.trainer.patience, "must be >= 1")
-    try:
-        solver_options(cfg.solver)
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
+    trainer = cfg.trainer
+    for key in ("max_epochs", "batch_size", "checkpoint_every", "patience"):
+        check(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be >= 1")
+    check(positive(trainer.lr), "trainer.lr", trainer.lr, "must be a finite number > 0")
+    check(trainer.grad_clip > 0, "trainer.grad_clip", trainer.grad_clip, "must be > 0 (inf: no clipping)")
+    check(math.isfinite(trainer.weight_decay) and trainer.weight_decay >= 0, "trainer.weight_decay",
+          trainer.weight_decay, "must be a finite number >= 0")
+    check(trainer.warmup_epochs >= 0, "trainer.warmup_epochs", trainer.warmup_epochs, "must be >= 0")
+    check(0 <= trainer.min_lr_ratio <= 1, "trainer.min_lr_ratio", trainer.min_lr_ratio, "must be in [0, 1]")
+    check(trainer.n_figure_examples >= 0, "trainer.n_figure_examples", trainer.n_figure_examples, "must be >= 0")

@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from rnn_ff.config import DTYPES, solver_options
 from rnn_ff.solver import CONVERGED, SolverOptions, solve
-from rnn_ff.storage import StorageError, atomic_save, file_lock, safe_load
+from rnn_ff.storage import StorageError, atomic_save, file_lock, remove_stale_temporaries, safe_load
 from rnn_ff.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def load_or_generate(cfg, task: Task, device: torch.device) -> FixedPointDataset
     with file_lock(path.with_suffix(".lock")):
         if path.exists():  # another job generated it while we waited
             return _split(_read(path, key), path)
+        remove_stale_temporaries(path)  # left by a job killed while saving
         stored = _merge_complete_shards(path, key, task)
         if stored is None:
             stored = generate(cfg, task, key, device)
@@ -188,6 +189,7 @@ def generate_shard(cfg, task: Task, device: torch.device, shard: int, n_shards: 
         if target.exists():
             log.info("dataset: reusing shard %s", target)
         else:
+            remove_stale_temporaries(target)
             part = shard_slice(total, shard, n_shards)
             stored = generate(cfg, task, key, device, part)
             stored["shard"] = {"index": shard, "count": n_shards, "start": part.start, "stop": part.stop}
@@ -207,6 +209,7 @@ def merge_shards(cfg, task: Task) -> Path:
         if path.exists():
             log.info("dataset: %s exists already", path)
             return path
+        remove_stale_temporaries(path)
         stored = _merge_complete_shards(path, key, task)
         if stored is None:
             found = sorted(p.name for p in shard_dir(path).glob("shard-*-of-*.pt"))

@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 import torch
 from torchdiffeq import odeint
+from torchdiffeq._impl.odeint import SOLVERS
 from tqdm.auto import tqdm
 
 from rnn_ff.linear_regions import (
@@ -74,13 +75,29 @@ class SolverOptions:
     chunk_size: int = 16384  # samples integrated together; bounds memory
 
     def __post_init__(self) -> None:
-        positive = ("rtol", "atol", "window", "max_time", "accept_distance", "diverge_threshold")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"solver.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("points_per_window", "unstable_windows", "oscillation_windows", "chunk_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"solver.{name} must be >= 1, got {getattr(self, name)!r}")
+        """Reject meaningless options with a message that names the key (solver.<name>)."""
+
+        def check(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"solver.{name}={getattr(self, name)!r} is invalid: {allowed}")
+
+        check(self.method in SOLVERS, "method", f"allowed: {sorted(SOLVERS)}")
+        for name in ("rtol", "atol", "window", "max_time", "accept_distance", "unstable_distance",
+                     "diverge_threshold", "certify_horizon"):
+            check(_finite(getattr(self, name)) and getattr(self, name) > 0, name, "must be a finite number > 0")
+        # margin_factor < 1 would polish a state that is not yet inside its fixed point's linear region.
+        check(_finite(self.margin_factor) and self.margin_factor >= 1, "margin_factor", "must be a finite number >= 1")
+        check(_finite(self.stability_margin) and self.stability_margin >= 0, "stability_margin",
+              "must be a finite number >= 0")
+        check(self.residual_tol is None or _finite(self.residual_tol) and self.residual_tol > 0, "residual_tol",
+              "must be null (the dtype's default) or a finite number > 0")
+        for name in ("max_steps_per_window", "points_per_window", "unstable_windows", "oscillation_windows",
+                     "newton_steps", "chunk_size"):
+            check(getattr(self, name) >= 1, name, "must be >= 1")
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
 
 
 @dataclass
@@ -189,7 +206,7 @@ def _solve_chunk(
     dev, dtype = drive.device, drive.dtype
     time_unit = float(network.tau.max())
     window, max_time = options.window * time_unit, options.max_time * time_unit
-    residual_tol = options.residual_tol or _DEFAULT_RESIDUAL_TOL.get(dtype, 1e-4)
+    residual_tol = options.residual_tol if options.residual_tol is not None else _DEFAULT_RESIDUAL_TOL.get(dtype, 1e-4)
     times = torch.linspace(0.0, window, options.points_per_window + 1, dtype=dtype, device=dev)
 
     final_states = torch.zeros(batch, n, dtype=dtype, device=dev)
@@ -342,10 +359,16 @@ def _integrate(
     """
     calls = 0
 
+    guard = 10.0 * options.diverge_threshold
+
     def rhs(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The network's velocity, with rates capped beyond 10x the divergence threshold: a
+        sample that explodes then grows only linearly and is classified `diverged` at the
+        end of the window, instead of driving the shared step size to underflow. Samples
+        below the threshold are unaffected."""
         nonlocal calls
         calls += 1
-        return network.velocity(x, drive)
+        return (-x + network.rate(x.clamp(-guard, guard)) @ network.weights.T + drive) / network.tau
 
     batch = len(states)
     try:

@@ -22,7 +22,7 @@ from rnn_ff.data import FixedPointDataset, load_or_generate
 from rnn_ff.evaluation import evaluate, measure_speed, plot_examples, predict, regression_metrics
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import NetworkError
-from rnn_ff.storage import StorageError
+from rnn_ff.storage import StorageError, writable_directory
 from rnn_ff.tasks import TaskConfigError, build_task
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ def train(cfg) -> dict[str, float]:
     checkpoint_dir = run_dir / "checkpoints"
     device = resolve_device(cfg.device)
     task = build_task(cfg.task)
+    writable_directory(run_dir)  # before the dataset, which may take hours
     data = load_or_generate(cfg, task, device)
 
     torch.manual_seed(cfg.seed)
@@ -66,7 +67,7 @@ def train(cfg) -> dict[str, float]:
 
     resume_path = find_resume_checkpoint(cfg, run_dir, task.name)
     if resume_path is not None:
-        checkpoint = load_checkpoint(resume_path, task=task.name, model_hparams=model.hparams)
+        checkpoint = load_checkpoint(resume_path, task=task.name, model_hparams=model.hparams, network=task.network)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -75,6 +76,16 @@ def train(cfg) -> dict[str, float]:
         state = {name: checkpoint[name] for name in state}
         log.info("resumed from %s after epoch %d", resume_path, state["epoch"])
 
+    # The epoch that checkpoints/last.pt holds, named when training has to stop.
+    saved_epoch = state["epoch"] if resume_path == checkpoint_dir / "last.pt" else None
+
+    def stop(epoch: int, what: str) -> None:
+        kept = (f"The last good checkpoint is {checkpoint_dir / 'last.pt'} (epoch {saved_epoch})"
+                if saved_epoch is not None else "No checkpoint was written")
+        raise TrainingError(f"non-finite {what} at epoch {epoch}; stopped. {kept}; "
+                            "try a lower trainer.lr or trainer.grad_clip")
+
+    writable_directory(run_dir / "tb")  # a clear StorageError rather than a bare OSError from SummaryWriter
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=state["epoch"] if resume_path else None)
     if resume_path is None:
         log_dataset(writer, data)
@@ -86,9 +97,7 @@ def train(cfg) -> dict[str, float]:
         for batch in torch.randperm(len(train_x), generator=shuffle).split(cfg.trainer.batch_size):
             loss = model.loss(model(train_x[batch]), train_y[batch])
             if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite training loss at epoch {epoch}; stopped. The last good "
-                                    f"checkpoint is {checkpoint_dir / 'last.pt'} (epoch {state['epoch']}); "
-                                    "try a lower trainer.lr or trainer.grad_clip")
+                stop(epoch, "training loss")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip)
@@ -100,6 +109,8 @@ def train(cfg) -> dict[str, float]:
         predicted = predict(model, data.val.inputs, device)
         val = regression_metrics(predicted, data.val.rates)
         val_loss = model.loss(predicted.float(), data.val.rates.float()).item()
+        if not math.isfinite(val_loss):  # the last step broke the weights: do not save them
+            stop(epoch, "validation loss")
         writer.add_scalar("train/loss", torch.stack(losses).mean().item(), epoch)
         writer.add_scalar("val/loss", val_loss, epoch)
         writer.add_scalar("val/rel_error", val["rel_error"], epoch)
@@ -114,6 +125,7 @@ def train(cfg) -> dict[str, float]:
         state["finished"] = state["stale_epochs"] >= cfg.trainer.patience or state["epoch"] == cfg.trainer.max_epochs
         if state["epoch"] % cfg.trainer.checkpoint_every == 0 or state["finished"]:
             save(checkpoint_dir / "last.pt", model.state_dict())
+            saved_epoch = state["epoch"]
         if state["finished"]:
             break
     bar.close()
@@ -163,6 +175,8 @@ def find_resume_checkpoint(cfg, run_dir: Path, task_name: str) -> Path | None:
                 return path
         except CheckpointError:
             continue
+        except StorageError as error:  # a damaged file of another run must not block this one
+            log.warning("resume=auto: skipping %s", error)
     log.warning("resume=auto: no earlier run with this config under %s; starting fresh", cfg.paths.log_dir)
     return None
 
@@ -227,5 +241,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 def write_json(path: Path, obj: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError as error:
+        raise StorageError(f"cannot write {path}: {error.strerror or error}") from error

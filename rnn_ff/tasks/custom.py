@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -90,6 +91,9 @@ class CustomTask(Task):
 
     def __init__(self, cfg: CustomConfig, network: RecurrentNetwork | None = None) -> None:
         dist = cfg.inputs
+        for key in ("low", "high", "mean", "std"):
+            value = getattr(dist, key)
+            require(math.isfinite(value), f"inputs.{key}", value, "must be a finite number")
         require(dist.distribution in ("uniform", "normal"), "inputs.distribution", dist.distribution,
                 "allowed: uniform, normal")
         if dist.distribution == "uniform":
