@@ -65,6 +65,7 @@ class DataConfig:
     n_test: int = 512
     seed: int = 0  # the dataset's own seed: a sweep over `seed` reuses one dataset
     cache_dir: str = "${paths.cache_dir}"
+    multistability_inputs: int = 0  # re-solve this many inputs from random starts and count start-dependent ones
     n_shards: int = 1  # scripts/generate_data.py: generate in this many shards (not part of the dataset key)
     shard: Optional[int] = None  # scripts/generate_data.py: the shard this job generates, 0 .. n_shards - 1
 
@@ -141,6 +142,8 @@ def validate(cfg) -> None:
         raise ConfigError(str(error)) from None
     for key in ("n_train", "n_val", "n_test"):
         check(cfg.data[key] >= 1, f"data.{key}", cfg.data[key], "must be >= 1")
+    check(cfg.data.multistability_inputs >= 0, "data.multistability_inputs", cfg.data.multistability_inputs,
+          "must be >= 0 (0: off)")
     trainer = cfg.trainer
     for key in ("max_epochs", "batch_size", "checkpoint_every", "patience"):
         check(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be >= 1")

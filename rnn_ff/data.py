@@ -33,7 +33,7 @@ import torch
 from omegaconf import OmegaConf
 
 from rnn_ff.config import DTYPES, solver_options
-from rnn_ff.solver import CONVERGED, SolverOptions, solve
+from rnn_ff.solver import CONVERGED, FixedPointResult, SolverOptions, solve, start_dependent
 from rnn_ff.storage import StorageError, atomic_save, file_lock, remove_stale_temporaries, safe_load
 from rnn_ff.tasks import Task
 
@@ -81,6 +81,7 @@ def dataset_key(cfg, task: Task) -> dict:
         "solver": {**solver, "dtype": cfg.solver.dtype},
         "sizes": {split: int(cfg.data[f"n_{split}"]) for split in SPLITS},
         "seed": int(cfg.data.seed),
+        "multistability_inputs": int(cfg.data.multistability_inputs),
     }
 
 
@@ -148,8 +149,25 @@ def generate(cfg, task: Task, key: dict, device: torch.device, part: slice = sli
         "max_residual_converged": result.residual[result.converged].max().item() if result.converged.any() else None,
         **result.stats,
     }
+    if cfg.data.multistability_inputs > 0:
+        info["multistability"] = probe_multistability(cfg, task, inputs, result, device)
     return {"key": key, "inputs": inputs, "labels": labels, "rates": result.rates, "states": result.states,
             "status_codes": result.status_codes, "nfe": result.nfe, "settle_time": result.settle_time, "info": info}
+
+
+def probe_multistability(cfg, task: Task, inputs: torch.Tensor, result: FixedPointResult,
+                         device: torch.device) -> dict[str, int]:
+    """Re-solve the first `data.multistability_inputs` converged inputs from random starts
+    and count those whose response depends on where the network starts."""
+    chosen = result.converged.nonzero().squeeze(1)[: cfg.data.multistability_inputs]
+    generator = torch.Generator().manual_seed(int(cfg.data.seed) + 1)
+    differs = start_dependent(task.network, inputs[chosen], result.states[chosen], generator, n_starts=2,
+                              options=solver_options(cfg.solver), device=device, dtype=DTYPES[cfg.solver.dtype])
+    found = {"checked": len(chosen), "start_dependent": int(differs.sum())}
+    if found["start_dependent"]:
+        log.warning("dataset: %d of %d probed inputs settle elsewhere from other starts (multistable network): "
+                    "the targets are the responses from rest", found["start_dependent"], found["checked"])
+    return found
 
 
 # ---- Sharded generation: separate jobs each solve a slice, then one merge. ----
@@ -261,6 +279,9 @@ def _merge_complete_shards(path: Path, key: dict, task: Task) -> dict | None:
         "nfe_total": int(merged["nfe"].sum()),
         "shards": n_shards,
     }
+    if "multistability" in infos[0]:
+        merged["info"]["multistability"] = {name: sum(i["multistability"][name] for i in infos)
+                                            for name in infos[0]["multistability"]}
     merged["key"] = key
     log.info("dataset: merging %d shards from %s", n_shards, shard_dir(path))
     return merged

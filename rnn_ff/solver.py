@@ -326,7 +326,7 @@ class _Running:
 def start_dependent(
     network: RecurrentNetwork,
     inputs: torch.Tensor,
-    reference: FixedPointResult,
+    fixed_points: torch.Tensor,
     generator: torch.Generator,
     n_starts: int = 2,
     options: SolverOptions | None = None,
@@ -335,17 +335,18 @@ def start_dependent(
 ) -> torch.Tensor:
     """Which inputs have a response that depends on the start (multistability)?
 
-    Each input is solved again from `n_starts` random initial states x0 ~ U(-s, s), with
-    s the size of its fixed point; an input counts if any restart settles on another
-    stable fixed point. Restarts that do not converge prove nothing and are ignored."""
+    `fixed_points` (B, N) are the converged states reached from rest. Each input is solved
+    again from `n_starts` random initial states x0 ~ U(-s, s), with s the size of its fixed
+    point; an input counts if a restart settles on another stable fixed point. Restarts
+    that do not converge prove nothing and are ignored."""
     differs = torch.zeros(len(inputs), dtype=torch.bool)
-    scale = 1.0 + reference.states.abs().amax(-1, keepdim=True)
+    rates = network.rate(fixed_points)
+    scale = 1.0 + fixed_points.abs().amax(-1, keepdim=True)
     for _ in range(n_starts):
-        starts = scale * (2 * torch.rand(reference.states.shape, generator=generator, dtype=torch.float64) - 1)
+        starts = scale * (2 * torch.rand(fixed_points.shape, generator=generator, dtype=torch.float64) - 1)
         again = solve(network, inputs, options, device=device, dtype=dtype, initial_states=starts)
-        both = again.converged & reference.converged
-        gap = (again.rates - reference.rates).abs().amax(-1)
-        differs |= both & (gap > 1e-6 * (1.0 + reference.rates.abs().amax(-1)))
+        gap = (again.rates - rates).abs().amax(-1)
+        differs |= again.converged & (gap > 1e-6 * (1.0 + rates.abs().amax(-1)))
     return differs
 
 

@@ -199,6 +199,8 @@ def final_metrics(cfg, model, task, data: FixedPointDataset, device, state: dict
     metrics |= {f"data/{status}": count for status, count in data.info["counts"].items()}
     metrics |= {f"data/{split}_size": data.info[f"{split}_size"] for split in ("train", "val", "test")}
     metrics |= {"data/generation_seconds": data.info["generation_seconds"], "data/nfe_mean": data.info["nfe_mean"]}
+    if "multistability" in data.info:
+        metrics |= {f"data/multistability_{name}": count for name, count in data.info["multistability"].items()}
     metrics |= measure_speed(model, task, data.test.inputs, solver_options(cfg.solver), device,
                              DTYPES[cfg.solver.dtype])
     return metrics

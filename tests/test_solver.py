@@ -176,7 +176,8 @@ def test_start_dependence_finds_the_multistable_hard_wta_and_not_the_soft_one():
     rest, started = solve(hard, inputs), solve(hard, inputs, initial_states=ahead)
     assert rest.converged.all() and started.converged.all()
     assert started.rates[0, :4].argmax() == 1 and rest.rates[0, :4].argmax() == 0
-    found = start_dependent(hard, inputs, rest, torch.Generator().manual_seed(0), n_starts=8)
+    found = start_dependent(hard, inputs, rest.states, torch.Generator().manual_seed(0), n_starts=8)
     assert found[0]
     soft = wta_network(WTAConfig(n_excitatory=4, self_excitation=0.5))  # unique fixed point
-    assert not start_dependent(soft, inputs, solve(soft, inputs), torch.Generator().manual_seed(0), n_starts=4).any()
+    soft_states = solve(soft, inputs).states
+    assert not start_dependent(soft, inputs, soft_states, torch.Generator().manual_seed(0), n_starts=4).any()

@@ -198,3 +198,12 @@ def test_hostile_networks_give_no_targets_and_a_clear_error(tmp_path):
             train(cfg)
         assert f"'{status}': 160" in str(error.value)
         assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+def test_multistability_probe_is_reported_with_the_dataset(tmp_path):
+    """A hard WTA (alpha 1.2) has one stable fixed point per strong unit: the probe finds them."""
+    cfg = compose_config(tmp_path, ["task=wta", *TINY["wta"], "task.self_excitation=1.2",
+                                    "data.multistability_inputs=40", *TINY_RUN])
+    metrics = train(cfg)
+    assert metrics["data/multistability_checked"] == 40
+    assert 0 < metrics["data/multistability_start_dependent"] <= 40
