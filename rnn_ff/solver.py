@@ -477,6 +477,10 @@ def _judge(network, states, drive, members, x_star, stable, certified, options, 
     scale = 1.0 + x_star.abs().amax(-1)
     is_fixed = torch.isfinite(x_star).all(-1)
     is_fixed &= network.residual(x_star, drive[members]).abs().amax(-1) <= residual_tol * scale
+    if network.piecewise_linear:
+        # x* must lie in the region it was solved for: a unit a hair above threshold whose
+        # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
+        is_fixed &= ((x_star > 0) == (states[members] > 0)).all(-1)
     distance = (x_star - states[members]).abs().amax(-1)
     magnitude = x_star.abs()
     # Distance to the nearest switching surface (ReLU), ignoring units exactly at threshold.

@@ -181,3 +181,11 @@ def test_start_dependence_finds_the_multistable_hard_wta_and_not_the_soft_one():
     soft = wta_network(WTAConfig(n_excitatory=4, self_excitation=0.5))  # unique fixed point
     soft_states = solve(soft, inputs).states
     assert not start_dependent(soft, inputs, soft_states, torch.Generator().manual_seed(0), n_starts=4).any()
+
+
+def test_unit_a_hair_above_threshold_is_not_taken_for_settled():
+    """Found by hypothesis: a self-exciting unit fed 1e-254 drifts off its threshold and diverges."""
+    weights = torch.zeros(6, 6, dtype=torch.float64)
+    weights[3, 3], weights[3, 5] = 3.0, 1.63478156e-251
+    inputs = torch.tensor([[0, 0, 0, 0, 0, 0.001]], dtype=torch.float64)
+    assert solve_fixed_points(weights, inputs).status == ["diverged"]
