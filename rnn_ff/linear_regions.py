@@ -108,8 +108,8 @@ def analyse_region(network: RecurrentNetwork, mask: torch.Tensor) -> LinearRegio
             resonant_coupling = torch.where(resonant, full / tau_r[:, None], 0)
     complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
 
-    def move(t: torch.Tensor | None, as_complex: bool = True) -> torch.Tensor | None:
-        return None if t is None else t.to(device, complex_dtype if as_complex else dtype)
+    def move(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(device, complex_dtype)
 
     lu_on_device = (lu[0].to(device, dtype), lu[1].to(device))
     return LinearRegion(active.to(device), inactive.to(device), lu_on_device, max_real, move(values), move(vectors),

@@ -84,20 +84,17 @@ class SolverOptions:
         check(self.method in SOLVERS, "method", f"allowed: {sorted(SOLVERS)}")
         for name in ("rtol", "atol", "window", "max_time", "accept_distance", "unstable_distance",
                      "diverge_threshold", "certify_horizon"):
-            check(_finite(getattr(self, name)) and getattr(self, name) > 0, name, "must be a finite number > 0")
+            check(math.isfinite(getattr(self, name)) and getattr(self, name) > 0, name, "must be a finite number > 0")
         # margin_factor < 1 would polish a state that is not yet inside its fixed point's linear region.
-        check(_finite(self.margin_factor) and self.margin_factor >= 1, "margin_factor", "must be a finite number >= 1")
-        check(_finite(self.stability_margin) and self.stability_margin >= 0, "stability_margin",
+        check(math.isfinite(self.margin_factor) and self.margin_factor >= 1, "margin_factor",
+              "must be a finite number >= 1")
+        check(math.isfinite(self.stability_margin) and self.stability_margin >= 0, "stability_margin",
               "must be a finite number >= 0")
-        check(self.residual_tol is None or _finite(self.residual_tol) and self.residual_tol > 0, "residual_tol",
+        check(self.residual_tol is None or math.isfinite(self.residual_tol) and self.residual_tol > 0, "residual_tol",
               "must be null (the dtype's default) or a finite number > 0")
         for name in ("max_steps_per_window", "points_per_window", "unstable_windows", "oscillation_windows",
                      "newton_steps", "chunk_size"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
-
-
-def _finite(value: float) -> bool:
-    return math.isfinite(value)
 
 
 @dataclass
@@ -254,8 +251,7 @@ def _solve_chunk(
     status[running.ids] = TIMEOUT
     settle_time[running.ids] = elapsed
     bar.update(len(running.ids))
-    full_drive = drive
-    residual = network.residual(final_states, full_drive).abs().amax(-1)
+    residual = network.residual(final_states, drive).abs().amax(-1)
     residual = torch.where(torch.isfinite(residual), residual, torch.full_like(residual, math.inf))
     return {
         "states": final_states,

@@ -111,10 +111,11 @@ def train(cfg) -> dict[str, float]:
         val_loss = model.loss(predicted.float(), data.val.rates.float()).item()
         if not math.isfinite(val_loss):  # the last step broke the weights: do not save them
             stop(epoch, "validation loss")
-        writer.add_scalar("train/loss", torch.stack(losses).mean().item(), epoch)
+        train_loss = torch.stack(losses).mean().item()
+        writer.add_scalar("train/loss", train_loss, epoch)
         writer.add_scalar("val/loss", val_loss, epoch)
         writer.add_scalar("val/rel_error", val["rel_error"], epoch)
-        bar.set_postfix(loss=f"{torch.stack(losses).mean().item():.2e}", val_rel_error=f"{val['rel_error']:.4f}")
+        bar.set_postfix(loss=f"{train_loss:.2e}", val_rel_error=f"{val['rel_error']:.4f}")
 
         state["epoch"] = epoch + 1
         if val["rel_error"] < state["best_val_rel_error"]:

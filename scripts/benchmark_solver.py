@@ -6,7 +6,8 @@ All rows run in this one process on the same inputs (reference case: WTA of 64 E
 units, alpha 1.2, E->I 3.0, I->E -0.3, tau_E 1, tau_I 0.5, inputs ~ U[0, 1], float64):
   (a) scipy solve_ivp (RK45, rtol 1e-6, atol 1e-8) one input at a time to t = 200 tau, on a subsample;
   (b) torchdiffeq dopri5 on the whole batch to a fixed horizon t = 200 tau, same tolerances;
-  (c) rnn_ff.solve (windowed, per-sample stop, certified exact polish), same tolerances;
+  (c) rnn_ff.solve (windowed, per-sample stop, certified exact polish) with its defaults, and
+      again with the tolerances of (a) and (b);
   (d) the exact active-set solve given the true active sets: the lower limit.
 Errors are against the exact fixed point of the true active set. Times are medians.
 """

@@ -294,9 +294,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_finite_checkpoint(tmp_path, mo
     with pytest.raises(TrainingError, match=f"non-finite training loss at epoch 2; stopped. The last good "
                                             f"checkpoint is {last} \\(epoch 2\\)"):
         train(cfg)
-    checkpoint = load_checkpoint(last)
-    assert checkpoint["epoch"] == 2
-    assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
+    assert_last_good_checkpoint(last, epoch=2)
     assert torch.isfinite(load_approximator(last)(torch.rand(3, 4))).all()
 
 
@@ -328,9 +326,7 @@ def test_weights_broken_by_the_last_step_of_an_epoch_are_never_saved(tmp_path, m
     with pytest.raises(TrainingError, match=f"non-finite validation loss at epoch 1; stopped. The last good "
                                             f"checkpoint is {last} \\(epoch 1\\)"):
         train(cfg)
-    checkpoint = load_checkpoint(last)
-    assert checkpoint["epoch"] == 1
-    assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
+    assert_last_good_checkpoint(last, epoch=1)
 
 
 def test_samples_that_blow_up_are_counted_and_never_trained_on(tmp_path):
@@ -358,3 +354,10 @@ def test_resume_auto_skips_a_damaged_checkpoint_of_another_run(tmp_path):
     damaged.write_bytes(b"PK\x03\x04 truncated")
     metrics = train(compose_config(tmp_path, [*WTA_RUN, "resume=auto"]))
     assert metrics["train/epochs"] == 4
+
+
+def assert_last_good_checkpoint(path: Path, epoch: int) -> None:
+    """The checkpoint kept after a numerical fault is the named epoch's, with finite weights."""
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["epoch"] == epoch
+    assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
