@@ -2,11 +2,15 @@
 
     python scripts/report.py                 # full: the experiment configs' widths (+ the default 512) x seeds 0-2
     python scripts/report.py --quick         # a few minutes: widths 64,512 x seeds 0,1, 60 epochs, 1024 train inputs
-    python scripts/report.py --reuse outputs/multiruns/wta/<time> ...   # report on finished sweeps, run nothing
+    python scripts/report.py --reuse outputs/multiruns/report/full-<time>/wta ...   # report on finished sweeps
+                                                                  # (and <task>_tried beside them), run nothing
     python scripts/report.py --quick --widths 8,16 --seeds 0 --override data.n_train=96 trainer.max_epochs=3
 
 For each task it runs `train.py -m experiment=<task>_width_sweep` in a subprocess (sweep dirs under
---runs-dir), summarises each sweep with scripts/summarize.py, then loads the best checkpoint and its
+--runs-dir) and, in full mode (or with --tried), a small "what was tried" sweep at the default width:
+1x and 4x the training inputs x 1x and 3x the epochs, to tell a data or schedule limit from a capacity
+one. Sweeps run --jobs at a time (one thread each when several run on a small machine). It summarises
+each sweep with scripts/summarize.py, then loads the best checkpoint and its
 cached dataset to draw: example responses, error and task metric vs hidden width, the recurrent
 solve's cost per input against the FF's constant cost, and one task-specific figure (WTA: error vs
 input margin and the tie discontinuity; transformation: decoded C vs a + b; denoising: SNR vs noise).
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +57,10 @@ QUICK = {"widths": [64, 512], "seeds": [0, 1],
          "overrides": ["trainer.max_epochs=60", "trainer.patience=20", "data.n_train=1024", "data.n_val=256",
                        "data.n_test=256"]}
 ALWAYS_OVERRIDES = ["trainer.progress=false", "solver.progress=false"]
+# The "what was tried" grid beyond width: multiples of the mode's training inputs and epoch limit, run at the
+# default width with the first seed. Where error falls with 4x data but not with 3x epochs, data is the limit.
+TRIED_FACTORS = {"data.n_train": (1, 4), "trainer.max_epochs": (1, 3)}
+TRIED_SUFFIX = "_tried"  # <runs>/<task>_tried beside <runs>/<task>; --reuse picks it up from there
 REL_ERROR_DEFAULT_TARGET, REL_ERROR_BEST_TARGET = 0.10, 0.03
 # The task metric reported per task: (metric, recurrent reference or None, label).
 TASK_METRIC = {
@@ -119,25 +128,59 @@ def default_width() -> int:
     return int(yaml.safe_load((PROJECT_ROOT / "configs" / "model" / "mlp.yaml").read_text())["hidden"])
 
 
-def sweep_command(task: str, widths: list[int], seeds: list[int], overrides: list[str], sweep_dir: Path) -> list[str]:
+def width_sweep_command(task: str, widths: list[int], seeds: list[int], overrides: list[str],
+                        sweep_dir: Path) -> list[str]:
     return [sys.executable, "train.py", "-m", f"experiment={task}_width_sweep",
             f"model.hidden={','.join(map(str, widths))}", f"seed={','.join(map(str, seeds))}",
             *ALWAYS_OVERRIDES, *overrides, f"hydra.sweep.dir={sweep_dir}"]
 
 
-def run_sweep(task: str, widths: list[int], seeds: list[int], overrides: list[str], sweep_dir: Path) -> float:
-    """Run one experiment sweep in a subprocess; returns its wall time in seconds."""
-    command = sweep_command(task, widths, seeds, overrides, sweep_dir)
-    print(f"[report] {task}: {' '.join(command[1:])}", flush=True)
+def configured_value(key: str, overrides: list[str]) -> int:
+    """A numeric setting as the runs will see it: the last command-line override, else its config file."""
+    for override in reversed(overrides):
+        name, _, value = override.partition("=")
+        if name == key:
+            return int(value)
+    group, name = key.split(".")
+    return int(yaml.safe_load((PROJECT_ROOT / "configs" / group / "default.yaml").read_text())[name])
+
+
+def tried_sweep_command(task: str, seed: int, overrides: list[str], sweep_dir: Path) -> list[str]:
+    grid = [f"{key}={','.join(str(f * configured_value(key, overrides)) for f in factors)}"
+            for key, factors in TRIED_FACTORS.items()]
+    kept = [o for o in overrides if o.partition("=")[0] not in TRIED_FACTORS]
+    return [sys.executable, "train.py", "-m", f"task={task}", f"model.hidden={default_width()}", f"seed={seed}",
+            *grid, *ALWAYS_OVERRIDES, *kept, f"hydra.sweep.dir={sweep_dir}"]
+
+
+def run_sweep(command: list[str], threads: int | None) -> float:
+    """Run one Hydra multirun in a subprocess; returns its wall time in seconds."""
+    label = Path(command[-1].partition("=")[2]).name
+    print(f"[report] {label}: {' '.join(command[1:])}", flush=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        env.setdefault("OMP_NUM_THREADS", str(threads))
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"error: the {task} sweep failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
+        raise SystemExit(f"error: the {label} sweep failed ({result.returncode}):\n{result.stdout[-3000:]}\n"
                          f"{result.stderr[-3000:]}")
-    print(f"[report] {task}: done in {seconds:.0f} s", flush=True)
+    print(f"[report] {label}: done in {seconds / 60:.1f} min", flush=True)
     return seconds
+
+
+def run_sweeps(commands: dict[Path, list[str]], jobs: int) -> dict[Path, float]:
+    """Run the sweeps `jobs` at a time, in the given order; {sweep dir: seconds}.
+
+    Several sweeps at once each get an equal share of the cores as their thread count (unless
+    OMP_NUM_THREADS is set): small MLPs train faster on one thread each than on all of them
+    contending. Sweeps of one task share its dataset through the cache lock.
+    """
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {path: pool.submit(run_sweep, command, threads) for path, command in commands.items()}
+        return {path: future.result() for path, future in futures.items()}
 
 
 def load_summarize():
@@ -155,6 +198,7 @@ class TaskResults:
     sweep_dir: Path
     rows: list[dict]  # one per job (summarize.collect), plus "run_dir"
     sweep_seconds: float | None = None
+    tried: list[dict] = field(default_factory=list)  # the "what was tried" grid's jobs, if it was run
     by_width: dict[int, list[dict]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -189,12 +233,20 @@ def _nan_last(value) -> float:
     return float(value) if _finite(value) else math.inf
 
 
-def collect_task(summarize, sweep_dir: Path, seconds: float | None) -> TaskResults:
-    rows, _, _, skipped = summarize.collect(sweep_dir)
-    if not rows:
-        raise SystemExit(f"error: no finished job under {sweep_dir} ({len(skipped)} without metrics.json)")
+def collect_jobs(summarize, sweep_dir: Path) -> list[dict]:
+    """Finished jobs of a sweep, each with its folder and wall time (its config's to its metrics' write time)."""
+    rows = summarize.collect(sweep_dir)[0]
     for row in rows:
-        row["run_dir"] = sweep_dir / row["job"]
+        job = sweep_dir / row["job"]
+        row["run_dir"] = job
+        row["seconds"] = (job / "metrics.json").stat().st_mtime - (job / ".hydra" / "config.yaml").stat().st_mtime
+    return rows
+
+
+def collect_task(summarize, sweep_dir: Path, seconds: float | None) -> TaskResults:
+    rows = collect_jobs(summarize, sweep_dir)
+    if not rows:
+        raise SystemExit(f"error: no finished job under {sweep_dir}")
     tasks = {row["task.name"] for row in rows}
     if len(tasks) != 1:
         raise SystemExit(f"error: {sweep_dir} mixes tasks {sorted(tasks)}; pass one sweep per task")
@@ -202,7 +254,11 @@ def collect_task(summarize, sweep_dir: Path, seconds: float | None) -> TaskResul
         jobs = [Path(row["run_dir"]) for row in rows]
         seconds = (max((job / "metrics.json").stat().st_mtime for job in jobs)
                    - min((job / ".hydra" / "config.yaml").stat().st_mtime for job in jobs))
-    return TaskResults(tasks.pop(), sweep_dir, rows, seconds)
+    tried_dir = sweep_dir.with_name(sweep_dir.name + TRIED_SUFFIX)
+    tried = collect_jobs(summarize, tried_dir) if tried_dir.is_dir() else []
+    if {row["task.name"] for row in tried} - tasks:
+        raise SystemExit(f"error: {tried_dir} is not a {tasks.pop()} sweep")
+    return TaskResults(tasks.pop(), sweep_dir, rows, seconds, tried)
 
 
 # ---------------------------------------------------------------- the best checkpoint on its test split
@@ -646,6 +702,55 @@ def diagnosis(results: TaskResults) -> list[str]:
     return lines
 
 
+def tried_grid(results: TaskResults) -> dict[tuple[int, int], dict]:
+    """The "what was tried" jobs keyed by (training inputs, max epochs)."""
+    return {(int(r["data.n_train"]), int(r["trainer.max_epochs"])): r for r in results.tried}
+
+
+def tried_text(results: TaskResults) -> str:
+    """The data x schedule grid at the default width: table, and what it says about the limit."""
+    grid = tried_grid(results)
+    if not grid:
+        return "Not run in this mode (the full mode runs it; `--tried` adds it to any mode).\n"
+    metric, _, label = TASK_METRIC[results.task]
+    lines = [f"| training inputs | max epochs | epochs run (best) | test/rel_error | {label} | minutes |",
+             "|---|---|---|---|---|---|"]
+    for (n_train, epochs), r in sorted(grid.items()):
+        lines.append(f"| {n_train} | {epochs} | {fmt(r.get('train/epochs'))} ({fmt(r.get('train/best_epoch'))}) | "
+                     f"{fmt(r.get('test/rel_error'))} | {fmt(r.get(metric))} | {r['seconds'] / 60:.1f} |")
+    sizes, schedules = sorted({n for n, _ in grid}), sorted({e for _, e in grid})
+    error = {key: float(r["test/rel_error"]) for key, r in grid.items() if _finite(r.get("test/rel_error"))}
+    base = error.get((sizes[0], schedules[0]))
+    first = results.tried[0]
+    text = [f"Width {first['model.hidden']}, seed {first['seed']}: every combination of the training-set size and "
+            "the epoch limit (patience unchanged)."]
+    if base and len(error) == len(grid) == 4:
+        best_key = min(error, key=error.get)
+        text.append(f"Relative to {sizes[0]} inputs and {schedules[0]} epochs ({base:.4f}): "
+                    f"{sizes[1] // sizes[0]}x the data alone gives {error[sizes[1], schedules[0]] / base:.2f}x the "
+                    f"error, {schedules[1] // schedules[0]}x the epochs alone "
+                    f"{error[sizes[0], schedules[1]] / base:.2f}x, both {error[sizes[1], schedules[1]] / base:.2f}x. "
+                    f"The lowest, {error[best_key]:.4f} ({best_key[0]} inputs, {best_key[1]} epochs), is "
+                    f"{error[best_key] / REL_ERROR_BEST_TARGET:.2f}x the {REL_ERROR_BEST_TARGET} target.")
+    return "\n".join(lines) + "\n\n" + " ".join(text) + "\n"
+
+
+def tried_summary(all_results: dict[str, TaskResults]) -> str:
+    """One line per task: the lowest error the data x schedule grid reached, against the best-width target."""
+    lines = []
+    for task, results in all_results.items():
+        grid = {k: r for k, r in tried_grid(results).items() if _finite(r.get("test/rel_error"))}
+        if grid:
+            (n_train, epochs), r = min(grid.items(), key=lambda item: item[1]["test/rel_error"])
+            lines.append(f"- {task}: {r['test/rel_error']:.4f} at width {r['model.hidden']} with {n_train} "
+                         f"training inputs and {epochs} max epochs ({mark(r['test/rel_error'] <= REL_ERROR_BEST_TARGET)} "
+                         f"against {REL_ERROR_BEST_TARGET}).")
+    if not lines:
+        return ""
+    return ("\nBeyond width: the lowest test/rel_error of each task's data x schedule grid (one seed; see "
+            "\"What was tried beyond width\" per task):\n\n" + "\n".join(lines) + "\n")
+
+
 # ---------------------------------------------------------------- per task section
 
 def task_section(results: TaskResults, out: Path, default: int, mode: dict) -> tuple[str, dict]:
@@ -676,6 +781,7 @@ def task_section(results: TaskResults, out: Path, default: int, mode: dict) -> t
     extra_text, extra = task_specific(task, data, figures)
     text += extra_text
     text += ["\n### Targets\n", shortfall_text(results, default),
+             "\n### What was tried beyond width\n", tried_text(results),
              "\n### Analysis\n", ANALYSIS[task] + "\n"]
     return "\n".join(text), {"speedup": speedup, "cost": cost, **extra}
 
@@ -807,8 +913,8 @@ def run_time_text(mode: dict, seconds: dict, all_results: dict[str, TaskResults]
         reused = sum(r.sweep_seconds or 0 for r in all_results.values())
         return (f"Run time: analysis and figures {total / 60:.1f} min; the reused sweeps took {reused / 60:.1f} min "
                 "(from their files' times).\n")
-    return (f"Run time: {total / 60:.1f} min in all (sweeps {seconds['sweeps'] / 60:.1f} min, analysis and figures "
-            f"{seconds['analysis'] / 60:.1f} min).\n")
+    return (f"Run time: {total / 60:.1f} min in all (sweeps {seconds['sweeps'] / 60:.1f} min, {mode['jobs']} at a "
+            f"time; analysis and figures {seconds['analysis'] / 60:.1f} min).\n")
 
 
 def write_report(out: Path, all_results: dict[str, TaskResults], mode: dict, sections: list[str],
@@ -822,6 +928,7 @@ def write_report(out: Path, all_results: dict[str, TaskResults], mode: dict, sec
         "with the lowest mean test/rel_error. Values are the mean over seeds, with min-max in brackets.\n",
         "## Summary\n",
         summary_table(all_results, default),
+        tried_summary(all_results),
         "\nTargets: test/rel_error <= 0.10 at the default width and <= 0.03 at the best width; WTA winner "
         "agreement >= 0.99 on inputs whose top-two margin is >= 5% of the input range; transformation decode "
         "error <= 0.5 units; denoising FF SNR gain within 1 dB of the recurrent network's.\n",
@@ -845,6 +952,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--override", nargs="+", default=[], help="extra Hydra overrides for train.py")
     parser.add_argument("--timed", type=int, default=None,
                         help="test inputs solved one at a time for the wall-time figure (default 32 quick, 128 full)")
+    parser.add_argument("--tried", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the data x schedule grid at the default width (default: in full mode only)")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="sweeps run at once (default: 2, or 1 on a one-core machine)")
     parser.add_argument("--runs-dir", type=Path, default=PROJECT_ROOT / "outputs" / "multiruns" / "report",
                         help="where the sweeps are written (one folder per report run)")
     return parser.parse_args(argv)
@@ -873,7 +984,7 @@ def describe(args: argparse.Namespace, tasks: list[str]) -> dict:
         f"widths {widths} x seeds {seeds} per task, max epochs {epochs}, n_train {n_train}"
     return {"name": "reuse" if args.reuse else ("quick" if args.quick else "full"),
             "description": runs + (f"; overrides: {' '.join(overrides)}" if overrides else ""),
-            "overrides": overrides,
+            "overrides": overrides, "jobs": max(1, args.jobs),
             "n_timed": args.timed or N_TIMED["quick" if args.quick else "full"], "argv": " ".join(sys.argv[1:])}
 
 
@@ -889,13 +1000,23 @@ def main(argv: list[str]) -> Path:
     else:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
         root = args.runs_dir.resolve() / f"{mode['name']}-{stamp}"
+        commands = {}
         for task in tasks:
             widths, seeds, overrides = plan(args, task)
-            sweeps[root / task] = run_sweep(task, widths, seeds, overrides, root / task)
+            commands[root / task] = width_sweep_command(task, widths, seeds, overrides, root / task)
+        if args.tried if args.tried is not None else mode["name"] == "full":
+            for task in tasks:
+                _, seeds, overrides = plan(args, task)
+                tried_dir = root / (task + TRIED_SUFFIX)
+                commands[tried_dir] = tried_sweep_command(task, seeds[0], overrides, tried_dir)
+        seconds = run_sweeps(commands, max(1, args.jobs))
+        sweeps = {root / task: seconds[root / task] for task in tasks}
     sweep_seconds = time.perf_counter() - start
     all_results = {}
     for sweep_dir, seconds in sweeps.items():
-        summarize.summarize(sweep_dir)  # summary.csv / .md / rel_error_vs_hidden.png beside the jobs
+        for folder in (sweep_dir, sweep_dir.with_name(sweep_dir.name + TRIED_SUFFIX)):
+            if folder.is_dir():
+                summarize.summarize(folder)  # summary.csv / .md / rel_error_vs_hidden.png beside the jobs
         results = collect_task(summarize, sweep_dir, seconds)
         all_results[results.task] = results
     all_results = {t: all_results[t] for t in TASK_NAMES if t in all_results}
