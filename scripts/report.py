@@ -158,8 +158,8 @@ def run_sweep(command: list[str], threads: int | None) -> float:
     label = Path(command[-1].partition("=")[2]).name
     print(f"[report] {label}: {' '.join(command[1:])}", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if threads is not None:
-        env.setdefault("OMP_NUM_THREADS", str(threads))
+    if threads is not None and not env.get("OMP_NUM_THREADS"):
+        env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
