@@ -35,6 +35,7 @@ class ModelConfig:
     hidden: int = 512
     activation: str = "relu"
     output_activation: str = "relu"  # rates are >= 0; relu also gives exact zeros
+    hidden_layers: int = 1  # 1: the two-layer network (input -> hidden -> rates); more for composed maps
 
 
 @dataclass
@@ -131,6 +132,7 @@ def validate(cfg) -> None:
     check(cfg.task.name in TASKS, "task.name", cfg.task.name, f"allowed: {sorted(TASKS)}")
     resolve_device(cfg.device)
     check(cfg.model.hidden >= 1, "model.hidden", cfg.model.hidden, "must be >= 1")
+    check(cfg.model.hidden_layers >= 1, "model.hidden_layers", cfg.model.hidden_layers, "must be >= 1")
     check(cfg.model.activation in HIDDEN_ACTIVATIONS, "model.activation", cfg.model.activation,
           f"allowed: {list(HIDDEN_ACTIVATIONS)}")
     check(cfg.model.output_activation in OUTPUT_ACTIVATIONS, "model.output_activation",

@@ -12,6 +12,10 @@ OUTPUT = {"relu": torch.relu, "softplus": nn.functional.softplus, "none": lambda
 class FeedForwardApproximator(nn.Module):
     """u -> r*: standardised input -> hidden -> output, returned in raw rate units.
 
+    hidden_layers = 1 is the two-layer network of Muir (2018) and the default; more hidden
+    layers (of the same width) are an option for maps that compose rectifications, such as
+    the transformation task's conjunction units (docs/results.md).
+
     Normalisation lives in buffers, so the saved state maps raw inputs to raw rates.
     Targets are shifted by their per-unit mean and scaled by one global scale (so that
     units that are almost always silent do not get their noise blown up); the output
@@ -19,12 +23,13 @@ class FeedForwardApproximator(nn.Module):
     """
 
     def __init__(self, n_inputs: int, n_outputs: int, hidden: int, activation: str = "relu",
-                 output_activation: str = "relu") -> None:
+                 output_activation: str = "relu", hidden_layers: int = 1) -> None:
         super().__init__()
         self.hparams = {"n_inputs": n_inputs, "n_outputs": n_outputs, "hidden": hidden, "activation": activation,
-                        "output_activation": output_activation}
+                        "output_activation": output_activation, "hidden_layers": hidden_layers}
         self.hidden_layer = nn.Linear(n_inputs, hidden)
         self.activation = HIDDEN[activation]()
+        self.deeper_layers = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(hidden_layers - 1))
         self.output_layer = nn.Linear(hidden, n_outputs)
         self.output_activation = OUTPUT[output_activation]
         self.register_buffer("input_mean", torch.zeros(n_inputs))
@@ -40,7 +45,13 @@ class FeedForwardApproximator(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         hidden = self.activation(self.hidden_layer((inputs - self.input_mean) / self.input_std))
+        for layer in self.deeper_layers:
+            hidden = self.activation(layer(hidden))
         return self.output_activation(self.target_mean + self.target_scale * self.output_layer(hidden))
+
+    def flops(self) -> int:
+        """Multiply-adds x 2 of one input's forward pass (activations and normalisation are negligible)."""
+        return sum(2 * module.weight.numel() for module in self.modules() if isinstance(module, nn.Linear))
 
     def loss(self, predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean squared error in units of the target scale."""

@@ -7,9 +7,9 @@
     python scripts/report.py --quick --widths 8,16 --seeds 0 --override data.n_train=96 trainer.max_epochs=3
 
 For each task it runs `train.py -m experiment=<task>_width_sweep` in a subprocess (sweep dirs under
---runs-dir) and, in full mode (or with --tried), a small "what was tried" sweep at the default width:
-1x and 4x the training inputs x 1x and 3x the epochs, to tell a data or schedule limit from a capacity
-one. Sweeps run --jobs at a time (one thread each when several run on a small machine). It summarises
+--runs-dir) and, in full mode (or with --tried), "what was tried" sweeps at the default width: 1x and 4x
+the training inputs x 1x and 3x the epochs, and one more hidden layer, to tell a data, schedule or
+depth limit from a width one. Sweeps run --jobs at a time (one thread each when several run on a small machine). It summarises
 each sweep with scripts/summarize.py, then loads the best checkpoint and its
 cached dataset to draw: example responses, error and task metric vs hidden width, the recurrent
 solve's cost per input against the FF's constant cost, and one task-specific figure (WTA: error vs
@@ -57,10 +57,13 @@ QUICK = {"widths": [64, 512], "seeds": [0, 1],
          "overrides": ["trainer.max_epochs=60", "trainer.patience=20", "data.n_train=1024", "data.n_val=256",
                        "data.n_test=256"]}
 ALWAYS_OVERRIDES = ["trainer.progress=false", "solver.progress=false"]
-# The "what was tried" grid beyond width: multiples of the mode's training inputs and epoch limit, run at the
-# default width with the first seed. Where error falls with 4x data but not with 3x epochs, data is the limit.
-TRIED_FACTORS = {"data.n_train": (1, 4), "trainer.max_epochs": (1, 3)}
-TRIED_SUFFIX = "_tried"  # <runs>/<task>_tried beside <runs>/<task>; --reuse picks it up from there
+# What was tried beyond width, at the default width with the first seed; each entry is one Hydra multirun.
+# Training-set sizes and epoch limits are multiples of the mode's own. Where error falls with 4x the data but
+# not with 3x the epochs, data is the limit; where only another hidden layer helps, one hidden layer is.
+TRIED = {"grid": {"data.n_train": (1, 4), "trainer.max_epochs": (1, 3)},
+         "depth": {"model.hidden_layers": (2,)}}
+SCALED = ("data.n_train", "trainer.max_epochs")
+TRIED_SUFFIX = "_tried"  # <runs>/<task>_tried/<entry> beside <runs>/<task>; --reuse picks it up from there
 REL_ERROR_DEFAULT_TARGET, REL_ERROR_BEST_TARGET = 0.10, 0.03
 # The task metric reported per task: (metric, recurrent reference or None, label).
 TASK_METRIC = {
@@ -145,17 +148,19 @@ def configured_value(key: str, overrides: list[str]) -> int:
     return int(yaml.safe_load((PROJECT_ROOT / "configs" / group / "default.yaml").read_text())[name])
 
 
-def tried_sweep_command(task: str, seed: int, overrides: list[str], sweep_dir: Path) -> list[str]:
-    grid = [f"{key}={','.join(str(f * configured_value(key, overrides)) for f in factors)}"
-            for key, factors in TRIED_FACTORS.items()]
-    kept = [o for o in overrides if o.partition("=")[0] not in TRIED_FACTORS]
+def tried_sweep_command(task: str, seed: int, overrides: list[str], values: dict[str, tuple],
+                        sweep_dir: Path) -> list[str]:
+    """One TRIED entry as a multirun; SCALED keys are multiples of the mode's (or config's) value."""
+    grid = [f"{key}={','.join(str(v * configured_value(key, overrides) if key in SCALED else v) for v in factors)}"
+            for key, factors in values.items()]
+    kept = [o for o in overrides if o.partition("=")[0] not in values]
     return [sys.executable, "train.py", "-m", f"task={task}", f"model.hidden={default_width()}", f"seed={seed}",
             *grid, *ALWAYS_OVERRIDES, *kept, f"hydra.sweep.dir={sweep_dir}"]
 
 
 def run_sweep(command: list[str], threads: int | None) -> float:
     """Run one Hydra multirun in a subprocess; returns its wall time in seconds."""
-    label = Path(command[-1].partition("=")[2]).name
+    label = "/".join(Path(command[-1].partition("=")[2]).parts[-2:])
     print(f"[report] {label}: {' '.join(command[1:])}", flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if threads is not None and not env.get("OMP_NUM_THREADS"):
@@ -404,8 +409,7 @@ class Cost:
 def measure_cost(data: TestData, n_timed: int) -> Cost:
     """Per-input solve wall time (one input at a time) and the FF's single-input time, same CPU."""
     network = data.task.network
-    n_units, n_inputs = network.n_units, network.n_inputs
-    hidden = data.model.hparams["hidden"]
+    n_units = network.n_units
     seconds = []
     for u in data.inputs[:n_timed].split(1):
         start = time.perf_counter()
@@ -420,8 +424,7 @@ def measure_cost(data: TestData, n_timed: int) -> Cost:
             data.model(u)
             ff.append(time.perf_counter() - start)
     return Cost(data.nfe, data.settle_time, torch.tensor(seconds, dtype=torch.float64), statistics.median(ff),
-                ode_flops_per_nfe=2.0 * n_units * n_units + 4 * n_units,
-                ff_flops=2.0 * (n_inputs * hidden + hidden * n_units) + 2 * hidden + 3 * n_units)
+                ode_flops_per_nfe=2.0 * n_units * n_units + 4 * n_units, ff_flops=float(data.model.flops()))
 
 
 def plot_cost(cost: Cost, task: str, speedup: float, path: Path) -> str:
@@ -702,36 +705,48 @@ def diagnosis(results: TaskResults) -> list[str]:
     return lines
 
 
-def tried_grid(results: TaskResults) -> dict[tuple[int, int], dict]:
-    """The "what was tried" jobs keyed by (training inputs, max epochs)."""
-    return {(int(r["data.n_train"]), int(r["trainer.max_epochs"])): r for r in results.tried}
+def depth(row: dict) -> int:
+    return int(row.get("model.hidden_layers") or 1)
+
+
+def tried_grid(results: TaskResults) -> dict[tuple[int, int, int], dict]:
+    """The "what was tried" jobs keyed by (hidden layers, training inputs, max epochs)."""
+    return {(depth(r), int(r["data.n_train"]), int(r["trainer.max_epochs"])): r for r in results.tried}
 
 
 def tried_text(results: TaskResults) -> str:
-    """The data x schedule grid at the default width: table, and what it says about the limit."""
+    """The data x schedule grid and the deeper model at the default width: table, and what it says."""
     grid = tried_grid(results)
     if not grid:
         return "Not run in this mode (the full mode runs it; `--tried` adds it to any mode).\n"
     metric, _, label = TASK_METRIC[results.task]
-    lines = [f"| training inputs | max epochs | epochs run (best) | test/rel_error | {label} | minutes |",
-             "|---|---|---|---|---|---|"]
-    for (n_train, epochs), r in sorted(grid.items()):
-        lines.append(f"| {n_train} | {epochs} | {fmt(r.get('train/epochs'))} ({fmt(r.get('train/best_epoch'))}) | "
-                     f"{fmt(r.get('test/rel_error'))} | {fmt(r.get(metric))} | {r['seconds'] / 60:.1f} |")
-    sizes, schedules = sorted({n for n, _ in grid}), sorted({e for _, e in grid})
+    lines = [f"| hidden layers | training inputs | max epochs | epochs run (best) | test/rel_error | {label} | "
+             "minutes |", "|---|---|---|---|---|---|---|"]
+    for (layers, n_train, epochs), r in sorted(grid.items()):
+        lines.append(f"| {layers} | {n_train} | {epochs} | {fmt(r.get('train/epochs'))} "
+                     f"({fmt(r.get('train/best_epoch'))}) | {fmt(r.get('test/rel_error'))} | {fmt(r.get(metric))} | "
+                     f"{r['seconds'] / 60:.1f} |")
     error = {key: float(r["test/rel_error"]) for key, r in grid.items() if _finite(r.get("test/rel_error"))}
-    base = error.get((sizes[0], schedules[0]))
+    sizes = sorted({n for layers, n, _ in grid if layers == 1})
+    schedules = sorted({e for layers, _, e in grid if layers == 1})
     first = results.tried[0]
-    text = [f"Width {first['model.hidden']}, seed {first['seed']}: every combination of the training-set size and "
-            "the epoch limit (patience unchanged)."]
-    if base and len(error) == len(grid) == 4:
-        best_key = min(error, key=error.get)
+    text = [f"Width {first['model.hidden']}, seed {first['seed']}, patience unchanged: every combination of "
+            "training-set size and epoch limit, and the same network with one more hidden layer of the same width."]
+    base = error.get((1, sizes[0], schedules[0])) if sizes and schedules else None
+    if base:
+        def ratio(key) -> str:
+            return f"{error[key] / base:.2f}x" if key in error else "n/a"
+
+        deeper = [key for key in error if key[0] > 1 and key[1:] == (sizes[0], schedules[0])]
         text.append(f"Relative to {sizes[0]} inputs and {schedules[0]} epochs ({base:.4f}): "
-                    f"{sizes[1] // sizes[0]}x the data alone gives {error[sizes[1], schedules[0]] / base:.2f}x the "
-                    f"error, {schedules[1] // schedules[0]}x the epochs alone "
-                    f"{error[sizes[0], schedules[1]] / base:.2f}x, both {error[sizes[1], schedules[1]] / base:.2f}x. "
-                    f"The lowest, {error[best_key]:.4f} ({best_key[0]} inputs, {best_key[1]} epochs), is "
-                    f"{error[best_key] / REL_ERROR_BEST_TARGET:.2f}x the {REL_ERROR_BEST_TARGET} target.")
+                    f"{sizes[-1] // sizes[0]}x the data alone gives {ratio((1, sizes[-1], schedules[0]))} the error, "
+                    f"{schedules[-1] // schedules[0]}x the epochs alone {ratio((1, sizes[0], schedules[-1]))}, "
+                    f"both {ratio((1, sizes[-1], schedules[-1]))}"
+                    + "".join(f"; {k[0]} hidden layers {ratio(k)}" for k in sorted(deeper)) + ".")
+        best_key = min(error, key=error.get)
+        text.append(f"The lowest, {error[best_key]:.4f} ({best_key[0]} hidden layer(s), {best_key[1]} inputs, "
+                    f"{best_key[2]} epochs), is {error[best_key] / REL_ERROR_BEST_TARGET:.2f}x the "
+                    f"{REL_ERROR_BEST_TARGET} target.")
     return "\n".join(lines) + "\n\n" + " ".join(text) + "\n"
 
 
@@ -741,14 +756,14 @@ def tried_summary(all_results: dict[str, TaskResults]) -> str:
     for task, results in all_results.items():
         grid = {k: r for k, r in tried_grid(results).items() if _finite(r.get("test/rel_error"))}
         if grid:
-            (n_train, epochs), r = min(grid.items(), key=lambda item: item[1]["test/rel_error"])
-            lines.append(f"- {task}: {r['test/rel_error']:.4f} at width {r['model.hidden']} with {n_train} "
-                         f"training inputs and {epochs} max epochs ({mark(r['test/rel_error'] <= REL_ERROR_BEST_TARGET)} "
-                         f"against {REL_ERROR_BEST_TARGET}).")
+            (layers, n_train, epochs), r = min(grid.items(), key=lambda item: item[1]["test/rel_error"])
+            lines.append(f"- {task}: {r['test/rel_error']:.4f} at width {r['model.hidden']} with {layers} hidden "
+                         f"layer(s), {n_train} training inputs and {epochs} max epochs "
+                         f"({mark(r['test/rel_error'] <= REL_ERROR_BEST_TARGET)} against {REL_ERROR_BEST_TARGET}).")
     if not lines:
         return ""
-    return ("\nBeyond width: the lowest test/rel_error of each task's data x schedule grid (one seed; see "
-            "\"What was tried beyond width\" per task):\n\n" + "\n".join(lines) + "\n")
+    return ("\nBeyond width: the lowest test/rel_error each task reached with more data, a longer schedule or one "
+            "more hidden layer (one seed; see \"What was tried beyond width\" per task):\n\n" + "\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------- per task section
@@ -1007,8 +1022,9 @@ def main(argv: list[str]) -> Path:
         if args.tried if args.tried is not None else mode["name"] == "full":
             for task in tasks:
                 _, seeds, overrides = plan(args, task)
-                tried_dir = root / (task + TRIED_SUFFIX)
-                commands[tried_dir] = tried_sweep_command(task, seeds[0], overrides, tried_dir)
+                for name, values in TRIED.items():
+                    folder = root / (task + TRIED_SUFFIX) / name
+                    commands[folder] = tried_sweep_command(task, seeds[0], overrides, values, folder)
         seconds = run_sweeps(commands, max(1, args.jobs))
         sweeps = {root / task: seconds[root / task] for task in tasks}
     sweep_seconds = time.perf_counter() - start

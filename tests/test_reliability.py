@@ -57,6 +57,7 @@ INVALID = [
     (["device=gpu"], r"device='gpu' is invalid: allowed: auto, cpu, cuda, cuda:N"),
     (["device=cuda:x"], r"device='cuda:x' is invalid: allowed: auto, cpu, cuda, cuda:N"),
     (["solver.dtype=float16"], r"solver\.dtype='float16' is invalid: allowed: \['float64', 'float32'\]"),
+    (["model.hidden_layers=0"], r"model\.hidden_layers=0 is invalid: must be >= 1"),
     (["solver.rtol=nan"], r"solver\.rtol=nan is invalid: must be a finite number > 0"),
     (["solver.max_time=inf"], r"solver\.max_time=inf is invalid: must be a finite number > 0"),
     (["solver.margin_factor=0.5"], r"solver\.margin_factor=0\.5 is invalid: must be a finite number >= 1"),
@@ -256,6 +257,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, trained):
 
 @pytest.mark.parametrize("overrides, message", [
     (["model.hidden=8"], r"holds a model \{.*'hidden': 16.*\}, but this run builds \{.*'hidden': 8"),
+    (["model.hidden_layers=2"], r"holds a model \{.*'hidden_layers': 1\}, but this run builds \{.*'hidden_layers': 2"),
     (["task.n_excitatory=5"], r"holds a model \{'n_inputs': 4.*but this run builds \{'n_inputs': 5"),
     (["task.self_excitation=0.3"], r"was trained on another wta network than this config builds"),
     (["task=transformation", "task.n=3"], r"was trained on task 'wta', not 'transformation'"),

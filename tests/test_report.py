@@ -29,12 +29,13 @@ def load_report():
 def test_quick_report_writes_every_section_and_figure(tmp_path):
     out, runs = tmp_path / "docs", tmp_path / "runs"
     run_script(["scripts/report.py", *TINY, f"paths.log_dir={tmp_path / 'outputs'}", "--out", str(out),
-                "--runs-dir", str(runs)], timeout=170)
+                "--runs-dir", str(runs), "--tried", "--jobs", "2"], timeout=240)
     text = (out / "results.md").read_text()
     for heading in ("## Summary", "## wta", "## transformation", "## denoising", "### Example responses",
                     "### Error and task metric against width", "### Cost: recurrent solve vs feed-forward pass",
                     "### Error against the input margin", "### Output SNR against input noise",
-                    "### Decoded C position against a + b", "### Targets", "### Analysis"):
+                    "### Decoded C position against a + b", "### Targets", "### What was tried beyond width",
+                    "### Analysis", "Beyond width:"):
         assert heading in text, heading
     for name in FIGURES:
         assert (out / "figures" / name).stat().st_size > 1000, name
@@ -49,6 +50,11 @@ def test_quick_report_writes_every_section_and_figure(tmp_path):
         jobs = sorted(p for p in (stamp / task).iterdir() if p.is_dir() and p.name.isdigit())
         assert len(jobs) == 2 and all((job / "metrics.json").is_file() for job in jobs)
         assert (stamp / task / "summary.csv").is_file()
+        # At the default width, one seed: 96 and 384 inputs x 3 and 9 epochs, and two hidden layers.
+        tried = [p.parent for p in (stamp / f"{task}_tried").glob("*/*/metrics.json")]
+        assert sorted(p.parent.name for p in tried) == ["depth", *["grid"] * 4]
+    assert text.count("| 1 | 384 | 9 | 9 (") == 3 and text.count("| 2 | 96 | 3 | 3 (") == 3
+    assert "2 hidden layers" in text
 
 
 def test_targets_use_the_seed_mean_and_the_right_threshold():
@@ -63,3 +69,15 @@ def test_targets_use_the_seed_mean_and_the_right_threshold():
     assert report.targets(results, 64, best=True)[0][3] is False  # 0.04 > 0.03
     assert report.targets(results, 512, best=False)[0][3] is None  # width not run: no verdict
     assert results.best_width() == 64 and results.stat(64, "test/rel_error")[1:] == (0.02, 0.06)
+
+
+def test_tried_grid_scales_the_runs_own_settings():
+    report = load_report()
+    command = report.tried_sweep_command("wta", 1, ["data.n_train=100", "trainer.patience=5"],
+                                         report.TRIED["grid"], PROJECT_ROOT / "x")
+    assert "data.n_train=100,400" in command and "trainer.patience=5" in command and "data.n_train=100" not in command
+    epochs = report.configured_value("trainer.max_epochs", [])  # from configs/trainer/default.yaml
+    assert f"trainer.max_epochs={epochs},{3 * epochs}" in command
+    assert f"model.hidden={report.default_width()}" in command and "seed=1" in command and "task=wta" in command
+    deeper = report.tried_sweep_command("wta", 0, ["model.hidden_layers=3"], report.TRIED["depth"], PROJECT_ROOT / "x")
+    assert "model.hidden_layers=2" in deeper and "model.hidden_layers=3" not in deeper  # depth is not scaled

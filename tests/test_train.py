@@ -86,13 +86,17 @@ def test_training_reduces_error_and_logs_everything(tiny_wta):
     assert len(list((run / "tb").iterdir())) == 1  # hparams live in the same run, not a sub-run
 
 
-def test_checkpoint_round_trip(tiny_wta):
+@pytest.mark.parametrize("hidden_layers", [1, 2])
+def test_checkpoint_round_trip(tiny_wta, hidden_layers):
+    tiny_wta.model.hidden_layers = hidden_layers  # 2: one more hidden layer of the same width
     metrics = train(tiny_wta)
     best = Path(tiny_wta.paths.output_dir) / "checkpoints" / "best.pt"
     raw = torch.load(best, weights_only=True)
     assert raw["task"] == "wta" and raw["config"]["task"]["n_excitatory"] == 4
 
     model = load_approximator(best)
+    assert model.hparams["hidden_layers"] == hidden_layers and len(model.deeper_layers) == hidden_layers - 1
+    assert model.flops() == 2 * (4 * 16 + (hidden_layers - 1) * 16 * 16 + 16 * 5)  # 4 inputs, 16 wide, 5 units
     network = load_network(best)
     task = build_task(tiny_wta.task, network=network)
     cache = torch.load(next(Path(tiny_wta.data.cache_dir).glob("wta-*.pt")), weights_only=True)
