@@ -195,6 +195,9 @@ def _essential(config: dict) -> dict:
 
 def final_metrics(cfg, model, task, data: FixedPointDataset, device, state: dict) -> dict[str, float]:
     metrics = evaluate(model, task, data.test.inputs, data.test.labels, data.test.rates, device, "test")
+    # Far below test/rel_error: the model memorises, more data helps; about equal: it underfits.
+    train_fit = regression_metrics(predict(model, data.train.inputs, device), data.train.rates)
+    metrics["train/rel_error"] = train_fit["rel_error"]
     metrics |= {"val/rel_error": state["best_val_rel_error"], "train/epochs": state["epoch"],
                 "train/best_epoch": state["best_epoch"]}
     metrics |= {f"data/{status}": count for status, count in data.info["counts"].items()}

@@ -81,6 +81,11 @@ def test_training_reduces_error_and_logs_everything(tiny_wta):
     mean_rates = cache["rates"][:96].mean(0).expand(32, -1)
     baseline = regression_metrics(mean_rates, cache["rates"][128:])["rel_error"]
     assert metrics["test/rel_error"] < 0.6 * baseline
+    # The fit to the training split, for the generalisation gap: the same model on the first 96 samples.
+    model = load_approximator(run / "checkpoints" / "best.pt")
+    with torch.no_grad():
+        train_fit = regression_metrics(model(cache["inputs"][:96].float()).double(), cache["rates"][:96])
+    assert metrics["train/rel_error"] == pytest.approx(train_fit["rel_error"], rel=1e-6)
     assert val_error[-1] == pytest.approx(min(val_error[:12]))
     assert (run / "examples.png").stat().st_size > 0
     assert len(list((run / "tb").iterdir())) == 1  # hparams live in the same run, not a sub-run
