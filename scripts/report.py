@@ -388,20 +388,41 @@ def _metric_target_line(results: TaskResults, widths: list[int]) -> list[float] 
 
 
 def plot_overview(all_results: dict[str, TaskResults], path: Path) -> str:
-    """The key figure: test/rel_error vs width for every task, with the two targets."""
-    figure, axis = plt.subplots(figsize=(6.5, 4))
+    """The key figure: test/rel_error vs width for every task, with the two targets and, where run, the
+    single-seed results of 4x the training inputs and of one more hidden layer at the default width."""
+    figure, axis = plt.subplots(figsize=(7, 4.3))
     widths = sorted({w for r in all_results.values() for w in r.by_width})
-    for task, results in all_results.items():
+    # marker, x offset (so the markers at one width stay apart), and the job to draw from the tried grid
+    variants = {"4x training inputs": ("*", 0.9, lambda grid, n, e: grid.get((1, 4 * n, e))),
+                "2 hidden layers": ("D", 1.1, lambda grid, n, e: grid.get((2, n, e)))}
+    for index, (task, results) in enumerate(all_results.items()):
+        color = f"C{index}"
         ws = list(results.by_width)
         mean, low, high = zip(*(results.stat(w, "test/rel_error") for w in ws))
-        axis.plot(ws, mean, "o-", label=task)
-        axis.fill_between(ws, low, high, alpha=0.2)
+        axis.plot(ws, mean, "o-", color=color, label=task)
+        axis.fill_between(ws, low, high, color=color, alpha=0.2)
+        grid = tried_grid(results)
+        if grid:
+            n_train, epochs = min((n, e) for layers, n, e in grid if layers == 1)
+            for marker, offset, find in variants.values():
+                row = find(grid, n_train, epochs)
+                if row is not None and _finite(row.get("test/rel_error")):
+                    axis.plot(offset * int(row["model.hidden"]), row["test/rel_error"], marker, color=color, ms=9,
+                              mec="black", mew=0.6)
+    if any(r.tried for r in all_results.values()):
+        for name, (marker, _, _) in variants.items():
+            axis.plot([], [], marker, color="white", mec="black", ms=8, label=f"{name} (seed 0)")
     axis.axhline(REL_ERROR_DEFAULT_TARGET, color="C3", ls=":", lw=1, label="target 0.10 (default width)")
     axis.axhline(REL_ERROR_BEST_TARGET, color="C3", ls="--", lw=1, label="target 0.03 (best width)")
     axis.set_xscale("log", base=2)
     axis.set_yscale("log")
     axis.set_xticks(widths, [str(w) for w in widths])
     axis.minorticks_off()
+    low_y, high_y = axis.get_ylim()
+    low_y = min(low_y, 0.01)
+    ticks = [t for t in (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5) if low_y <= t <= high_y]
+    axis.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    axis.set_ylim(low_y, high_y)
     axis.set_xlabel("hidden width of the two-layer MLP")
     axis.set_ylabel("test relative error")
     axis.set_title("FF approximation error vs width (mean, min-max over seeds)", fontsize=10)
