@@ -9,8 +9,8 @@
 For each task it runs `train.py -m experiment=<task>_width_sweep` in a subprocess (sweep dirs under
 --runs-dir) and, in full mode (or with --tried), "what was tried" sweeps at the default width: 1x and 4x
 the training inputs x 1x and 3x the epochs, and one more hidden layer, to tell a data, schedule or
-depth limit from a width one. Sweeps run --jobs at a time (one thread each when several run on a small machine). It summarises
-each sweep with scripts/summarize.py, then loads the best checkpoint and its
+depth limit from a width one. Sweeps run --jobs at a time (one thread each when several run on a small
+machine). It summarises each sweep with scripts/summarize.py, then loads the best checkpoint and its
 cached dataset to draw: example responses, error and task metric vs hidden width, the recurrent
 solve's cost per input against the FF's constant cost, and one task-specific figure (WTA: error vs
 input margin and the tie discontinuity; transformation: decoded C vs a + b; denoising: SNR vs noise).
@@ -38,6 +38,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
@@ -110,17 +111,17 @@ ANALYSIS = {
         "one hidden layer has to piece together from single half-space ridges of the 24-D input. So with the "
         "paper's two-layer network the 0.03 target is out of reach for this task at any width we can train "
         "on a CPU, while `model.hidden_layers=2` brings it to the target's edge (0.0302 against 0.03, one seed, "
-        "at 3.5x the FLOPs of width 512). A loss weighted towards "
-        "the rings was not tried for the target: the loss is already the squared error that rel_error measures, "
-        "so reweighting would trade H error for ring error and raise rel_error."
+        "at 3.5x the FLOPs of width 512). A loss weighted towards the rings was not tried for the target: the "
+        "loss is already the squared error that rel_error measures, so reweighting would trade H error for ring "
+        "error and raise rel_error."
     ),
     "denoising": (
         "All targets are met at the default width: test/rel_error 0.024 (all three seeds 0.023-0.024) and the "
         "FF's SNR gain 15.33 dB against the recurrent network's 15.06 dB. The best checkpoint (width 256) tracks "
         "the recurrent output within 0.12 dB at every noise level except the highest (+0.69 dB for noise std "
         "0.43-0.50, where it removes some noise the recurrent network keeps). From width 512 up the MLP "
-        "memorises (training error 0.006-0.007 against test 0.024-0.031). At widths 64, 256 and 1,024 one seed in three ends "
-        "at about twice the error (0.045-0.050, SNR about 2 dB low) with training error as high as test error: "
+        "memorises (training error 0.006-0.007 against test 0.024-0.031). At widths 64, 256 and 1,024 one seed "
+        "in three ends at about twice the error (0.045-0.050, SNR about 2 dB low) with training error as high as test error: "
         "an optimisation outlier, not a capacity limit, since the other seeds of the same widths reach "
         "0.019-0.027. Narrow networks denoise *better* than the network they imitate (width 16: 20.7 dB against "
         "15.1): the recurrent fixed point passes the within-pattern part of the input noise at gain 1 (the "
@@ -469,17 +470,19 @@ def plot_cost(cost: Cost, task: str, speedup: float, path: Path) -> str:
     axes[0].hist(flops.numpy(), bins=_log_bins(flops, cost.ff_flops), color="C0")
     axes[0].axvline(cost.ff_flops, color="C3", lw=2, label=f"FF: {cost.ff_flops:.3g} (constant)")
     axes[0].set_xscale("log")
+    axes[0].xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
     axes[0].set_xlabel("FLOPs per input (recurrent: nfe x (2N^2 + 4N))")
     axes[0].set_ylabel("test inputs")
     axes[0].set_title(f"function evaluations: median {cost.nfe.median():.0f}, max {cost.nfe.max():.0f}", fontsize=9)
     axes[0].legend(fontsize=8)
     axes[1].hist(cost.settle_time.numpy(), bins=40, color="C2")
-    axes[1].set_xlabel("settle time (units of tau)")
+    axes[1].set_xlabel("settle time (units of tau; classified at the end of a solver window)")
     axes[1].set_title("simulated time to classification", fontsize=9)
     axes[2].hist(1e3 * cost.ode_seconds.numpy(), bins=_log_bins(1e3 * cost.ode_seconds, 1e3 * cost.ff_seconds),
                  color="C1")
     axes[2].axvline(1e3 * cost.ff_seconds, color="C3", lw=2, label=f"FF: {1e3 * cost.ff_seconds:.3f} ms")
     axes[2].set_xscale("log")
+    axes[2].xaxis.set_minor_formatter(NullFormatter())
     axes[2].set_xlabel("wall time per input, one at a time (ms, CPU)")
     axes[2].set_title(f"batched speedup (speed/speedup): {speedup:.0f}x", fontsize=9)
     axes[2].legend(fontsize=8)
