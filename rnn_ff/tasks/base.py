@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 
 import torch
@@ -35,3 +36,10 @@ class TaskConfigError(ValueError):
 def require(condition: bool, key: str, value, allowed: str) -> None:
     if not condition:
         raise TaskConfigError(f"task.{key}={value!r} is invalid: {allowed}")
+
+
+def require_finite(section, keys: tuple[str, ...], prefix: str = "") -> None:
+    """Every named number of a config section is finite (inf/nan would only fail deep in a solve)."""
+    for key in keys:
+        value = getattr(section, key)
+        require(math.isfinite(value), prefix + key, value, "must be a finite number")

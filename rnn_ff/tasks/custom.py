@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 
 from rnn_ff.network import NetworkError, RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, TaskConfigError, require
+from rnn_ff.tasks.base import Labels, Task, TaskConfigError, require, require_finite
 
 
 @dataclass
@@ -91,9 +90,7 @@ class CustomTask(Task):
 
     def __init__(self, cfg: CustomConfig, network: RecurrentNetwork | None = None) -> None:
         dist = cfg.inputs
-        for key in ("low", "high", "mean", "std"):
-            value = getattr(dist, key)
-            require(math.isfinite(value), f"inputs.{key}", value, "must be a finite number")
+        require_finite(dist, ("low", "high", "mean", "std"), prefix="inputs.")
         require(dist.distribution in ("uniform", "normal"), "inputs.distribution", dist.distribution,
                 "allowed: uniform, normal")
         if dist.distribution == "uniform":

@@ -46,13 +46,12 @@ Where it stops working:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, require
+from rnn_ff.tasks.base import Labels, Task, require, require_finite
 
 PATTERN_KINDS = ("disjoint", "random")
 
@@ -124,9 +123,9 @@ class DenoisingTask(Task):
 
     def __init__(self, cfg: DenoisingConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n_patterns >= 2, "n_patterns", cfg.n_patterns, "must be >= 2")
-        for key in ("density", "coupling", "excitatory_to_inhibitory", "inhibitory_to_excitatory", "excitatory_bias",
-                    "tau_excitatory", "tau_inhibitory", "input_scale", "noise_min", "noise_max"):
-            require(math.isfinite(getattr(cfg, key)), key, getattr(cfg, key), "must be a finite number")
+        require_finite(cfg, ("density", "coupling", "excitatory_to_inhibitory", "inhibitory_to_excitatory",
+                             "excitatory_bias", "tau_excitatory", "tau_inhibitory", "input_scale", "noise_min",
+                             "noise_max"))
         require(cfg.patterns in PATTERN_KINDS, "patterns", cfg.patterns, f"must be one of {list(PATTERN_KINDS)}")
         require(cfg.n_inhibitory >= 1, "n_inhibitory", cfg.n_inhibitory, "must be >= 1")
         if cfg.patterns == "disjoint":

@@ -8,13 +8,12 @@ are stable and the map jumps at input ties: the FF approximation degrades there.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, require
+from rnn_ff.tasks.base import Labels, Task, require, require_finite
 
 
 @dataclass
@@ -55,9 +54,9 @@ class WTATask(Task):
 
     def __init__(self, cfg: WTAConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n_excitatory >= 2, "n_excitatory", cfg.n_excitatory, "must be >= 2")
-        for key in ("self_excitation", "neighbour_excitation", "excitatory_to_inhibitory", "inhibitory_to_excitatory",
-                    "tau_excitatory", "tau_inhibitory", "input_low", "input_high", "clear_margin"):
-            require(math.isfinite(getattr(cfg, key)), key, getattr(cfg, key), "must be a finite number")
+        require_finite(cfg, ("self_excitation", "neighbour_excitation", "excitatory_to_inhibitory",
+                             "inhibitory_to_excitatory", "tau_excitatory", "tau_inhibitory", "input_low", "input_high",
+                             "clear_margin"))
         require(cfg.tau_excitatory > 0, "tau_excitatory", cfg.tau_excitatory, "must be > 0")
         require(cfg.tau_inhibitory > 0, "tau_inhibitory", cfg.tau_inhibitory, "must be > 0")
         require(cfg.input_low < cfg.input_high, "input_low", cfg.input_low, f"must be < input_high={cfg.input_high}")
