@@ -68,7 +68,7 @@ def test_overflowing_sample_is_isolated_by_bisection():
 
 def test_integrator_failure_is_bisected_down_to_the_failing_sample(monkeypatch):
     """torchdiffeq raises for the whole batch (e.g. step underflow); only the culprit is marked."""
-    import rnn_ff.solver as solver_module
+    import rnn_ff.solver.integration as solver_module
 
     real_odeint = solver_module.odeint
 
@@ -139,7 +139,7 @@ def test_region_solution_matches_integration_while_inside_the_region(task_name):
     """The certificate's closed form (resonant terms included) is the network's trajectory."""
     from torchdiffeq import odeint
 
-    from rnn_ff.linear_regions import analyse_region, region_fixed_points, region_trajectory
+    from rnn_ff.solver.regions import analyse_regions, pack_active_sets, region_fixed_points, region_trajectory
     from rnn_ff.tasks import TASKS, build_task
 
     task = build_task(TASKS[task_name][0]())
@@ -152,17 +152,16 @@ def test_region_solution_matches_integration_while_inside_the_region(task_name):
     start = settled + 0.2 * margin * noise  # in the same linear region as the fixed point
     times = torch.linspace(0, 3, 7, dtype=torch.float64)
     reference = odeint(lambda t, x: network.velocity(x, drive), start, times, rtol=1e-10, atol=1e-12)
-    resonant = 0
-    for i in range(len(inputs)):
-        mask = start[i] > 0
-        assert ((reference[:, i] > 0) == mask).all(), "the perturbed trajectory left its region"
-        region = analyse_region(network, mask)
-        resonant += region.resonant_coupling is not None
-        fixed = region_fixed_points(network, region, drive[i:i + 1])
-        path = region_trajectory(network, region, start[i:i + 1], fixed, times[None])
-        torch.testing.assert_close(path[0] - fixed, reference[:, i] - fixed, atol=1e-9, rtol=1e-6)
+    assert ((reference > 0) == (start > 0)).all(), "a perturbed trajectory left its region"
+    # One table for the four regions (padded to the widest): the padding must not change anything.
+    table = analyse_regions(network, start > 0, pack_active_sets(start), torch.float64, 0.0)
+    rows = torch.arange(len(inputs))
+    fixed = region_fixed_points(network, table, rows, drive)
+    path = region_trajectory(network, table, rows, start, fixed, times.expand(len(inputs), -1))
+    torch.testing.assert_close(path - fixed[:, None], reference.transpose(0, 1) - fixed[:, None], atol=1e-9,
+                               rtol=1e-6)
     if task_name == "transformation":
-        assert resonant, "the transformation network's regions have lambda = -1/tau resonances to cover"
+        assert (table.resonant_factor > 0).any(), "the transformation's regions have lambda = -1/tau resonances"
 
 
 def test_start_dependence_finds_the_multistable_hard_wta_and_not_the_soft_one():

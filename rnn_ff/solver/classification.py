@@ -1,0 +1,247 @@
+"""Judging a window's end states: is each sample at, or certainly bound for, a stable fixed point?
+
+One strategy per kind of network, chosen once when the solve starts (as torchdiffeq picks a
+solver class from a table), so that the window loop never asks which kind it has:
+
+- `PiecewiseLinearJudge` (ReLU): every sample is checked against the exact fixed point of its
+  current linear region and accepted once the region's closed-form certificate shows that the
+  trajectory stays there until it settles. Regions are analysed once, in batches, and kept in
+  a table on the device across windows and chunks (rnn_ff/solver/regions.py).
+- `SmoothJudge` (tanh, ...): Newton's method from states already close to a fixed point, and
+  the eigenvalues of the Jacobian there.
+
+Host round trips per window (outside the integrator): the piecewise-linear judge makes one
+(torch.unique of the active sets) and one more when new regions appear (their masks go to
+the CPU for the eigen-analysis); the smooth judge makes two (which samples are near a fixed
+point; their Jacobians' eigenvalues on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rnn_ff.network import RecurrentNetwork
+from rnn_ff.solver.options import SolverOptions
+from rnn_ff.solver.regions import (
+    GRID,
+    RegionTable,
+    analyse_regions,
+    certify,
+    exact_fixed_points,
+    max_real_parts,
+    pack_active_sets,
+    region_fixed_points,
+    single_threaded_lapack,
+)
+
+
+@dataclass
+class WindowVerdict:
+    polished: torch.Tensor  # (B, N) the fixed point a sample is bound for, where one was found; else its state
+    accepted: torch.Tensor  # (B,) converged: a stable fixed point the trajectory is bound for
+    on_unstable: torch.Tensor  # (B,) sitting on a fixed point that is not stable
+
+
+def judge(network: RecurrentNetwork, fixed: torch.Tensor, states: torch.Tensor, drive: torch.Tensor,
+          stable: torch.Tensor, unstable: torch.Tensor, certified: torch.Tensor, margin: torch.Tensor,
+          consistent: torch.Tensor, options: SolverOptions) -> WindowVerdict:
+    """Accept x* if it is a fixed point, stable, and the trajectory is bound for it: certified,
+    or already so close that it is well inside x*'s linear region (`margin`: distance to the
+    nearest switching surface, inf for smooth networks)."""
+    scale = 1.0 + fixed.abs().amax(-1)
+    residual_tol = options.residual_tolerance(states.dtype)
+    is_fixed = torch.isfinite(fixed).all(-1) & consistent
+    is_fixed &= network.residual(fixed, drive).abs().amax(-1) <= residual_tol * scale
+    distance = (fixed - states).abs().amax(-1)
+    # Close, and either well inside x*'s linear region or as close as the integrator resolves
+    # (a unit that ends within the tolerance of its threshold would otherwise never settle).
+    resolution = options.atol + options.rtol * scale
+    close = (distance <= options.accept_distance * scale) & (
+        (options.margin_factor * distance <= margin) | (distance <= resolution))
+    return WindowVerdict(
+        polished=torch.where(is_fixed[:, None], fixed, states),
+        accepted=is_fixed & stable & (certified | close),
+        on_unstable=is_fixed & unstable & (distance <= options.unstable_distance * scale),
+    )
+
+
+class PiecewiseLinearJudge:
+    """ReLU networks: exact region fixed points, stability per region, closed-form certificate."""
+
+    def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float) -> None:
+        self.network, self.options = network, options
+        self.time_limit = options.certify_horizon * time_unit
+        self.table: RegionTable | None = None
+        self.regions_analysed = 0
+        device = network.weights.device
+        self.table_bytes, self.work_elements = _budgets(device)
+
+    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
+        rows = self._rows(states)
+        n, width = states.shape[1], self.table.width
+        block = max(1, self.work_elements // (n * max(width, GRID)))
+        verdicts = [self._classify_rows(states[i:i + block], drive[i:i + block], rows[i:i + block])
+                    for i in range(0, len(states), block)]
+        return WindowVerdict(*(torch.cat(parts) for parts in zip(*(
+            (v.polished, v.accepted, v.on_unstable) for v in verdicts))))
+
+    def _classify_rows(self, states: torch.Tensor, drive: torch.Tensor, rows: torch.Tensor) -> WindowVerdict:
+        table, network = self.table, self.network
+        fixed = region_fixed_points(network, table, rows, drive)
+        max_real = table.max_real[rows]
+        stable, unstable = max_real < -self.options.stability_margin, max_real >= -self.options.stability_margin
+        certified = certify(network, table, rows, states, fixed, self.time_limit)
+        scale = 1.0 + fixed.abs().amax(-1, keepdim=True)
+        magnitude = fixed.abs()
+        # Distance to the nearest switching surface, ignoring units exactly at threshold.
+        margin = torch.where(magnitude > 1e-12 * scale, magnitude, math.inf).amin(-1)
+        # x* must lie in the region it was solved for: a unit a hair above threshold whose
+        # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
+        consistent = ((fixed > 0) == (states > 0)).all(-1)
+        return judge(network, fixed, states, drive, stable, unstable, certified, margin, consistent, self.options)
+
+    def _rows(self, states: torch.Tensor) -> torch.Tensor:
+        """Each state's row in the region table, analysing the regions met for the first time."""
+        keys = pack_active_sets(states)
+        known = 0 if self.table is None else len(self.table)
+        all_keys = keys if self.table is None else torch.cat([self.table.keys, keys])
+        unique, inverse = torch.unique(all_keys, dim=0, return_inverse=True)  # host round trip
+        n_new = len(unique) - known
+        slot = torch.empty(len(unique), dtype=torch.long, device=keys.device)
+        if known:
+            slot[inverse[:known]] = torch.arange(known, device=keys.device)
+        if n_new:
+            is_new = torch.ones(len(unique), dtype=torch.bool, device=keys.device)
+            is_new[inverse[:known]] = False
+            new_ids = torch.argsort((~is_new).to(torch.int8), stable=True)[:n_new]
+            sample_of = torch.empty(len(unique), dtype=torch.long, device=keys.device)
+            sample_of[inverse[known:]] = torch.arange(len(keys), device=keys.device)
+            masks = states[sample_of[new_ids]] > 0
+            new = analyse_regions(self.network, masks, unique[new_ids], states.dtype, self.options.stability_margin)
+            self.regions_analysed += n_new
+            if self.table is not None and _bytes(self.table) + _bytes(new) > self.table_bytes:
+                self.table = None  # full: start again from this window's regions
+                return self._rows(states)
+            self.table = new if self.table is None else RegionTable.concat(self.table, new)
+            slot[new_ids] = torch.arange(known, known + n_new, device=keys.device)
+        return slot[inverse[known:]]
+
+    def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
+        """The converged samples' fixed points solved on their own region (batch-independent, to
+        the last bit), where that solve passes the same checks; run once per chunk."""
+        index = converged.nonzero().squeeze(1)
+        if not len(index):
+            return states
+        fixed = exact_fixed_points(self.network, states[index], drive[index])
+        scale = 1.0 + fixed.abs().amax(-1)
+        good = torch.isfinite(fixed).all(-1) & ((fixed > 0) == (states[index] > 0)).all(-1)
+        good &= self.network.residual(fixed, drive[index]).abs().amax(-1) <= self.options.residual_tolerance(
+            states.dtype) * scale
+        states = states.clone()
+        states[index] = torch.where(good[:, None], fixed, states[index])
+        return states
+
+
+class SmoothJudge:
+    """Smooth activations: Newton polish near a fixed point, stability from the Jacobian's eigenvalues."""
+
+    regions_analysed = 0
+
+    def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float) -> None:
+        self.network, self.options = network, options
+
+    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
+        network, options = self.network, self.options
+        scale_now = 1.0 + states.abs().amax(-1)
+        near = candidates & (network.residual(states, drive).abs().amax(-1) <= options.accept_distance * scale_now)
+        members = near.nonzero().squeeze(1)  # host round trip
+        fixed = states.clone()
+        stable = torch.zeros(len(states), dtype=torch.bool, device=states.device)
+        unstable = stable.clone()
+        if len(members):
+            x_star = polish(network, states[members], drive[members], options.newton_steps)
+            finite = torch.isfinite(x_star).all(-1)
+            values = max_real_eigenvalue(network, torch.where(finite[:, None], x_star, 0.0))  # host round trip
+            fixed[members] = x_star
+            stable[members] = finite & (values < -options.stability_margin)
+            unstable[members] = finite & (values >= -options.stability_margin)
+        inf = torch.full_like(scale_now, math.inf)
+        return judge(network, fixed, states, drive, stable, unstable, torch.zeros_like(stable), inf,
+                     torch.ones_like(stable), options)
+
+    def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
+        return states  # Newton's answer is already per sample
+
+
+def make_judge(network: RecurrentNetwork, options: SolverOptions, time_unit: float):
+    """The strategy for this kind of network, chosen once."""
+    kind = PiecewiseLinearJudge if network.piecewise_linear else SmoothJudge
+    return kind(network, options, time_unit)
+
+
+def _budgets(device: torch.device) -> tuple[int, int]:
+    """(bytes for the region table, elements per block of per-sample region work) on this device:
+    on a GPU a share of its free memory; on the CPU small blocks, which stay in cache."""
+    if device.type == "cuda":
+        free = available_memory(device)
+        return free // 8, max(2**22, min(2**28, free // 256))
+    return 2**29, 2**21
+
+
+def _bytes(table: RegionTable) -> int:
+    return sum(t.numel() * t.element_size() for t in vars(table).values())
+
+
+def polish(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor, newton_steps: int = 20) -> torch.Tensor:
+    """Fixed point near `states` by Newton's method on -x + W f(x) + drive = 0 (for ReLU a
+    single step is the exact active-set solve). Singular systems give nan."""
+    steps = 1 if network.piecewise_linear else newton_steps
+    eye = torch.eye(network.n_units, dtype=states.dtype, device=states.device)
+    rows_per_solve = max(1, _SOLVE_ELEMENTS // network.n_units**2)  # bounds the (B, N, N) systems
+    parts = []
+    for x, d in zip(states.split(rows_per_solve), drive.split(rows_per_solve)):
+        for _ in range(steps):
+            slope = network.rate_slope(x)
+            jacobian = eye - network.weights * slope[:, None, :]  # I - W diag(f'(x)), (B, N, N)
+            # Linearised fixed-point equation: x = W (f(x0) + f'(x0)(x - x0)) + drive.
+            rhs = d + (network.rate(x) - slope * x) @ network.weights.T
+            with single_threaded_lapack():
+                solution, info = torch.linalg.solve_ex(jacobian, rhs)
+            x = torch.where((info == 0)[:, None], solution, torch.full_like(solution, math.nan))
+        parts.append(x)
+    return torch.cat(parts)
+
+
+_SOLVE_ELEMENTS = 2**23
+
+
+def max_real_eigenvalue(network: RecurrentNetwork, fixed_points: torch.Tensor) -> torch.Tensor:
+    """Largest real part of the eigenvalues of diag(1/tau)(-I + W diag(f'(x*))) per fixed point
+    (for ReLU, of the active block: the other eigenvalues are -1/tau_i < 0), computed on the CPU."""
+    if network.piecewise_linear:
+        unique, inverse = torch.unique((fixed_points > 0).cpu(), dim=0, return_inverse=True)
+        return max_real_parts(network, unique)[inverse].to(fixed_points.device, fixed_points.dtype)
+    weights = network.weights.detach().cpu().double()
+    slopes = network.rate_slope(fixed_points).cpu().double()
+    matrices = (-torch.eye(network.n_units, dtype=torch.float64) + weights * slopes[:, None, :]) / network.tau.cpu(
+        ).double()[:, None]
+    try:
+        values = torch.linalg.eigvals(matrices).real.amax(-1)
+    except RuntimeError:  # e.g. "failed to converge ... too many repeated eigenvalues"
+        values = torch.tensor([np.linalg.eigvals(m.numpy()).real.max() for m in matrices], dtype=torch.float64)
+    return values.to(fixed_points.device, fixed_points.dtype)
+
+
+def available_memory(device: torch.device) -> int:
+    """Free bytes on the device (the machine's available RAM for the CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2**32

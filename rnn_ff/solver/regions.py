@@ -1,0 +1,311 @@
+"""Exact analysis of a ReLU network on its linear regions, batched over regions and samples.
+
+On a region (active set S = {i : x_i > 0}) the dynamics are linear, tau de/dt = (-I + W D_S) e
+with e = x - x*, so everything about a region is computed once, for many regions at once,
+and kept in a `RegionTable` on the solver's device:
+
+- its fixed point:  (I - W_SS) x*_S = h_S,  x*_R = W_RS x*_S + h_R  (R = the inactive units);
+- its stability: the Jacobian is block triangular, eigenvalues of A = T_S^-1 (-I + W_SS) plus
+  -1/tau_i off S, so only the |S| x |S| block is decomposed (numpy as the fallback where
+  torch's eig fails to converge on repeated eigenvalues);
+- what a certificate needs to show that a trajectory now in the region stays in it until it
+  settles, so that x* is the attractor the trajectory is heading to (never a nearby saddle or
+  another region's point). With A = V diag(lambda) V^-1 and c = V^-1 e_S(0):
+      e_S(t) = V (exp(lambda t) c)
+      e_R(t) = exp(-t/tau_R) e_R(0) + sum_k Q_k c_k (exp(lambda_k t) - exp(-t/tau_R)) / (1 + tau_R lambda_k)
+  with Q = W_RS V. Signs are checked on a time grid up to the time at which a bound
+  K exp(beta t) on |e| falls below the distance of x* to the region's walls.
+
+Regions of different sizes share one table: every block is padded to the table's width P
+with decoupled dummy units (identity rows in I - W_SS, eigenvalue -1, zero coupling), which
+leave the real block's solution and eigenvectors untouched (LAPACK's balancing isolates
+them). So one batched call serves any mix of regions, and a sample's data is a gather by
+its region's row, with no Python loop over regions and no host round trip per region.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from rnn_ff.network import RecurrentNetwork
+
+GRID = 48  # time points of the certificate's sign check
+_DUMMY_EIGENVALUE = -1.0
+_BITS_PER_WORD = 62  # active-set bits packed per int64 key word (sign bit unused)
+
+
+@dataclass
+class RegionTable:
+    """Analysed linear regions, one row each, padded to a common width P (on the solver's device)."""
+
+    keys: torch.Tensor  # (G, words) int64: the packed active set
+    active: torch.Tensor  # (G, P) long: active units, then padding (index 0)
+    valid: torch.Tensor  # (G, P) bool: False on padding
+    system: torch.Tensor  # (G, P, P) I - W_SS (identity on padding)
+    max_real: torch.Tensor  # (G,) largest real eigenvalue part of the S block (nan: eig failed)
+    certifiable: torch.Tensor  # (G,) bool: stable and V well conditioned
+    decay: torch.Tensor  # (G,) rate beta of the bound |e(t)| <= K exp(beta t)
+    eigenvalues: torch.Tensor  # (G, P) complex
+    vectors: torch.Tensor  # (G, P, P) complex V
+    inverse_vectors: torch.Tensor  # (G, P, P) complex V^-1 (0 where not certifiable)
+    coupling: torch.Tensor  # (G, N, P) complex Q / (1 + tau_i lambda_k) on inactive rows; 0 where resonant
+    resonant_coupling: torch.Tensor  # (G, N, P) complex Q / tau_i where 1 + tau_i lambda_k = 0, else 0
+    resonant_factor: torch.Tensor  # (G,) 2 / (e |max_real|) if the region has a resonance, else 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def width(self) -> int:
+        return self.active.shape[1]
+
+    def elements(self) -> int:
+        return sum(getattr(self, f.name).numel() for f in fields(self))
+
+    def select(self, rows: torch.Tensor) -> RegionTable:
+        return RegionTable(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    def padded(self, width: int) -> RegionTable:
+        """The same regions, padded with dummy units to `width` >= P."""
+        extra = width - self.width
+        if extra <= 0:
+            return self
+        g, n = len(self), self.coupling.shape[1]
+        system = _embed(self.system, width)
+        vectors, inverse = _embed(self.vectors, width), _embed(self.inverse_vectors, width)
+        dummy = torch.full((g, extra), _DUMMY_EIGENVALUE, dtype=self.eigenvalues.dtype, device=self.keys.device)
+        zeros = torch.zeros(g, n, extra, dtype=self.coupling.dtype, device=self.keys.device)
+        return RegionTable(
+            self.keys, torch.cat([self.active, torch.zeros_like(self.active[:, :1]).expand(g, extra)], 1),
+            torch.cat([self.valid, torch.zeros_like(self.valid[:, :1]).expand(g, extra)], 1), system, self.max_real,
+            self.certifiable, self.decay, torch.cat([self.eigenvalues, dummy], 1), vectors, inverse,
+            torch.cat([self.coupling, zeros], 2), torch.cat([self.resonant_coupling, zeros], 2),
+            self.resonant_factor)
+
+    @staticmethod
+    def concat(first: RegionTable, second: RegionTable) -> RegionTable:
+        width = max(first.width, second.width)
+        first, second = first.padded(width), second.padded(width)
+        return RegionTable(**{f.name: torch.cat([getattr(first, f.name), getattr(second, f.name)])
+                              for f in fields(first)})
+
+
+def _embed(matrices: torch.Tensor, width: int) -> torch.Tensor:
+    """(G, P, P) -> (G, width, width) with the identity on the new diagonal entries."""
+    g, p = matrices.shape[0], matrices.shape[1]
+    out = torch.zeros(g, width, width, dtype=matrices.dtype, device=matrices.device)
+    out[:, :p, :p] = matrices
+    out[:, range(p, width), range(p, width)] = 1
+    return out
+
+
+def pack_active_sets(states: torch.Tensor) -> torch.Tensor:
+    """(B, N) states -> (B, words) int64 keys of their active sets (x > 0), on the same device."""
+    n = states.shape[1]
+    words = max(1, -(-n // _BITS_PER_WORD))
+    active = torch.zeros(len(states), words * _BITS_PER_WORD, dtype=torch.int64, device=states.device)
+    active[:, :n] = states > 0
+    weights = 2 ** torch.arange(_BITS_PER_WORD, dtype=torch.int64, device=states.device)
+    return (active.view(len(states), words, _BITS_PER_WORD) * weights).sum(-1)
+
+
+def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
+                    stability_margin: float) -> RegionTable:
+    """Analyse regions given as boolean (G, N) masks, all at once; the table lands on `keys`' device.
+
+    The eigen-analysis runs on the CPU in float64 (batched eig is slow on GPUs and LAPACK's is
+    exact enough); only the finished table is sent to the device, in the solver's dtype."""
+    device = keys.device
+    weights = network.weights.detach().cpu().double()
+    tau = network.tau.detach().cpu().double()
+    masks = masks.cpu()
+    g, n = masks.shape
+    sizes = masks.sum(1)
+    width = max(1, int(sizes.max()) if g else 1)
+    # Active units first (ascending), then the padding, which points at unit 0 and is masked out.
+    order = torch.sort((~masks).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    valid = torch.arange(width)[None, :] < sizes[:, None]
+    active = torch.where(valid, order, 0)
+    pair = valid[:, :, None] & valid[:, None, :]
+    eye = torch.eye(width, dtype=torch.float64).expand(g, width, width)
+    w_ss = torch.where(pair, weights[active[:, :, None], active[:, None, :]], 0.0)
+    system = eye - w_ss
+    tau_s = torch.where(valid, tau[active], 1.0)
+    block = torch.where(pair, -system / tau_s[:, :, None], torch.where(eye.bool(), _DUMMY_EIGENVALUE, 0.0))
+    values, vectors = _eig(block)
+    max_real = torch.where(valid, values.real, -math.inf).amax(-1)
+    max_real = torch.where(torch.isfinite(values.real).all(-1), max_real, math.nan)
+    with single_threaded_lapack():
+        condition = torch.linalg.cond(vectors)
+    certifiable = (max_real < -stability_margin) & (condition < 1e8)
+    inverse = torch.zeros_like(vectors)
+    if certifiable.any():
+        with single_threaded_lapack():
+            inverse[certifiable] = torch.linalg.inv(vectors[certifiable])
+    inactive = ~masks  # (G, N)
+    # Q = W_RS V, in full N rows (active rows zeroed) and padded columns (padding columns of W zeroed).
+    w_cols = torch.where(valid[:, None, :], weights[:, active].permute(1, 0, 2), 0.0)  # (G, N, P)
+    full = torch.where(inactive[:, :, None], w_cols.to(torch.complex128) @ vectors, 0)
+    resonance = 1.0 + tau[None, :, None] * values[:, None, :]  # (G, N, P)
+    singular = resonance.abs() <= 1e-8  # lambda_k = -1/tau_i: the driven term becomes t exp(lambda_k t) / tau_i
+    resonant = singular & inactive[:, :, None] & valid[:, None, :]
+    coupling = torch.where(singular, 0, full / torch.where(singular, 1, resonance))
+    resonant_coupling = torch.where(resonant, full / tau[None, :, None], 0)
+    has_resonance = resonant.flatten(1).any(1)
+    # t exp(alpha t) <= 2 / (e |alpha|) exp(alpha t / 2): a resonance halves the decay rate of the bound.
+    resonant_factor = torch.where(has_resonance, 2.0 / (math.e * -max_real), 0.0)
+    off_decay = torch.where(inactive, -1.0 / tau, -math.inf).amax(-1)
+    decay = torch.maximum(torch.where(has_resonance, max_real / 2, max_real), off_decay)
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+
+    def real(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device, dtype)
+
+    def cplx(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device, complex_dtype)
+
+    return RegionTable(keys, active.to(device), valid.to(device), real(system), real(max_real),
+                       certifiable.to(device), real(decay), cplx(values), cplx(vectors), cplx(inverse),
+                       cplx(coupling), cplx(resonant_coupling), real(resonant_factor))
+
+
+def _eig(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched eig in complex128; numpy per block where torch fails (repeated eigenvalues), nan
+    where both fail (such a region is never called stable)."""
+    try:
+        with single_threaded_lapack():
+            values, vectors = torch.linalg.eig(blocks)
+        return values.to(torch.complex128), vectors.to(torch.complex128)
+    except RuntimeError:  # e.g. "failed to converge ... too many repeated eigenvalues"
+        values = torch.full(blocks.shape[:2], complex(math.nan), dtype=torch.complex128)
+        vectors = torch.eye(blocks.shape[1], dtype=torch.complex128).repeat(len(blocks), 1, 1)
+        for k, block in enumerate(blocks.numpy()):
+            try:
+                v, w = np.linalg.eig(block)
+            except np.linalg.LinAlgError:
+                continue
+            values[k], vectors[k] = torch.from_numpy(v.astype(np.complex128)), torch.from_numpy(w.astype(np.complex128))
+        return values, vectors
+
+
+def max_real_parts(network: RecurrentNetwork, masks: torch.Tensor) -> torch.Tensor:
+    """Largest real eigenvalue part of each region's S block (G,), float64 on the CPU."""
+    masks = masks.cpu()
+    keys = pack_active_sets(masks.double())
+    return analyse_regions(network, masks, keys, torch.float64, 0.0).max_real
+
+
+def region_fixed_points(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor,
+                        drive: torch.Tensor) -> torch.Tensor:
+    """The fixed point of each sample's region (B, N) for drive (B, N); rows (B,) index the table.
+    nan where the region's system is singular. Each sample is solved on its own, so that its
+    answer does not depend, even in the last bit, on which other samples share its batch."""
+    active, valid = table.active[rows], table.valid[rows]
+    h_s = torch.where(valid, drive.gather(1, active), 0.0)
+    with single_threaded_lapack():
+        x_s, info = torch.linalg.solve_ex(table.system[rows], h_s)
+    x_s = torch.where((info == 0)[:, None], x_s, math.nan)
+    placement = _placement(table, rows, drive.shape[1], drive.dtype)
+    # x*_R = W_RS x*_S + h_R on the inactive units, x*_S on the active ones.
+    w_cols = torch.where(valid[:, None, :], network.weights[:, active].permute(1, 0, 2), 0.0)  # (B, N, P)
+    inactive = (w_cols * x_s[:, None, :]).sum(-1) + drive
+    fixed = torch.where(placement.sum(1) > 0, 0.0, inactive) + (x_s[:, None, :] @ placement)[:, 0]
+    return torch.where((info == 0)[:, None], fixed, math.nan)
+
+
+def exact_fixed_points(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    """The fixed point of the region each state is in, solved on that region's own |S| block.
+
+    Unlike the padded table solve, the answer depends only on the sample, never on the width
+    the other samples' regions gave the table; it is the reported answer. One batched solve
+    per distinct |S| (a host round trip each), so it runs once per chunk, not per window."""
+    active_units = states > 0
+    sizes = active_units.sum(1)
+    fixed = drive.clone()
+    for size in sizes.unique().tolist():
+        members = (sizes == size).nonzero().squeeze(1)
+        if size == 0 or not len(members):
+            continue
+        active = torch.sort((~active_units[members]).to(torch.int8), dim=1, stable=True).indices[:, :size]
+        system = torch.eye(size, dtype=states.dtype, device=states.device) - network.weights[
+            active[:, :, None], active[:, None, :]]
+        with single_threaded_lapack():
+            x_s, info = torch.linalg.solve_ex(system, drive[members].gather(1, active))
+        w_cols = network.weights[:, active].permute(1, 0, 2)  # (B, N, |S|)
+        x = (w_cols * x_s[:, None, :]).sum(-1) + drive[members]
+        x = x.scatter(1, active, x_s)
+        fixed[members] = torch.where((info == 0)[:, None], x, math.nan)
+    return fixed
+
+
+def _placement(table: RegionTable, rows: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, P, N) 0/1 matrix that puts each sample's padded S coordinates at their units."""
+    units = torch.arange(n, device=rows.device)
+    return ((table.active[rows][:, :, None] == units) & table.valid[rows][:, :, None]).to(dtype)
+
+
+def certify(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
+            fixed: torch.Tensor, max_time: float) -> torch.Tensor:
+    """For states (B, N) inside their regions, whether the trajectory stays in the region and
+    settles on `fixed` (the region's stable fixed point), checked up to `max_time`. (B,) mask."""
+    active_units = states > 0
+    # Distance of x* to the region's walls; x* on a wall (margin 0) is never certified.
+    margin = torch.where(active_units, fixed, -fixed).amin(-1)
+    e0 = states - fixed
+    c = modal_coordinates(table, rows, e0)
+    size = c.abs().to(states.dtype)[:, :, None]
+    bound_s = (table.vectors[rows].abs() @ size)[:, :, 0]
+    bound_r = (torch.where(active_units, 0.0, e0.abs()) + 2.0 * (table.coupling[rows].abs() @ size)[:, :, 0]
+               + table.resonant_factor[rows, None] * (table.resonant_coupling[rows].abs() @ size)[:, :, 0])
+    bound = torch.maximum(bound_s.amax(-1), bound_r.amax(-1))
+    decay = table.decay[rows]
+    # Time after which |e| < margin for sure: the state cannot leave the region any more.
+    horizon = torch.log((bound / margin.clamp_min(1e-300)).clamp_min(1.0)) / -decay
+    ok = table.certifiable[rows] & (margin > 0) & (horizon <= max_time)
+    fractions = (torch.arange(1, GRID + 1, dtype=states.dtype, device=states.device) / GRID) ** 2
+    times = torch.where(ok, horizon, 0.0).clamp_max(max_time)[:, None] * fractions  # (B, G), denser early
+    path = region_trajectory(network, table, rows, states, fixed, times, c)
+    inside = torch.where(active_units[:, None, :], path > 0, path <= 0).all(-1).all(-1)
+    return ok & inside
+
+
+def modal_coordinates(table: RegionTable, rows: torch.Tensor, deviation: torch.Tensor) -> torch.Tensor:
+    """c = V^-1 e_S (B, P) for deviations e (B, N) from each sample's region fixed point."""
+    e_s = torch.where(table.valid[rows], deviation.gather(1, table.active[rows]), 0.0)
+    return (table.inverse_vectors[rows] @ e_s.to(table.vectors.dtype)[:, :, None])[:, :, 0]
+
+
+def region_trajectory(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
+                      fixed: torch.Tensor, times: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+    """x(t) (B, T, N) from x(0) = states under each sample's region dynamics (exactly the
+    network's trajectory while it stays in the region), at per-sample times (B, T)."""
+    e0 = states - fixed
+    if c is None:
+        c = modal_coordinates(table, rows, e0)
+    modes = torch.exp(times[..., None] * table.eigenvalues[rows][:, None, :]) * c[:, None, :]  # (B, T, P)
+    e_s = (modes @ table.vectors[rows].transpose(1, 2)).real  # (B, T, P)
+    relax = torch.exp(-times[..., None] / network.tau)  # (B, T, N)
+    coupling = table.coupling[rows].transpose(1, 2)  # (B, P, N)
+    e_r = (relax * e0[:, None, :] + (modes @ coupling).real - relax * (c[:, None, :] @ coupling).real
+           + times[..., None] * (modes @ table.resonant_coupling[rows].transpose(1, 2)).real)
+    placement = _placement(table, rows, states.shape[1], states.dtype)
+    e = torch.where(states[:, None, :] > 0, 0.0, e_r) + e_s @ placement
+    return fixed[:, None, :] + e
+
+
+@contextmanager
+def single_threaded_lapack() -> Iterator[None]:
+    """torch 2.13's CPU batched LU (getrf/getrs) returns corrupt pivots or hangs when it runs
+    on several threads for N >~ 150; batched factorisations and solves run on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
