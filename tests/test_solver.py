@@ -139,7 +139,8 @@ def test_region_solution_matches_integration_while_inside_the_region(task_name):
     """The certificate's closed form (resonant terms included) is the network's trajectory."""
     from torchdiffeq import odeint
 
-    from rnn_ff.solver.regions import analyse_regions, pack_active_sets, region_fixed_points, region_trajectory
+    from rnn_ff.solver.regions import (active_set_fixed_points, analyse_regions, pack_active_sets, padded_active_sets,
+                                       region_trajectory)
     from rnn_ff.tasks import TASKS, build_task
 
     task = build_task(TASKS[task_name][0]())
@@ -156,7 +157,7 @@ def test_region_solution_matches_integration_while_inside_the_region(task_name):
     # One table for the four regions (padded to the widest): the padding must not change anything.
     table = analyse_regions(network, start > 0, pack_active_sets(start), torch.float64, 0.0)
     rows = torch.arange(len(inputs))
-    fixed = region_fixed_points(network, table, rows, drive)
+    fixed = active_set_fixed_points(network, drive, table.active, table.valid)
     path = region_trajectory(network, table, rows, start, fixed, times.expand(len(inputs), -1))
     torch.testing.assert_close(path - fixed[:, None], reference.transpose(0, 1) - fixed[:, None], atol=1e-9,
                                rtol=1e-6)

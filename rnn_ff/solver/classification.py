@@ -10,10 +10,11 @@ solver class from a table), so that the window loop never asks which kind it has
 - `SmoothJudge` (tanh, ...): Newton's method from states already close to a fixed point, and
   the eigenvalues of the Jacobian there.
 
-Host round trips per window (outside the integrator): the piecewise-linear judge makes one
-(torch.unique of the active sets) and one more when new regions appear (their masks go to
-the CPU for the eigen-analysis); the smooth judge makes two (which samples are near a fixed
-point; their Jacobians' eigenvalues on the CPU).
+Host round trips per window (outside the integrator): the piecewise-linear judge makes two
+(the largest active set, which sizes the batched solve; torch.unique of the active sets) and
+two more when new regions appear (their masks go to the CPU for the eigen-analysis and the
+table comes back); the smooth judge makes two (which samples are near a fixed point; their
+Jacobians' eigenvalues on the CPU).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from rnn_ff.solver.regions import (
     certify,
     exact_fixed_points,
     max_real_parts,
+    active_set_fixed_points,
     pack_active_sets,
-    region_fixed_points,
+    padded_active_sets,
     single_threaded_lapack,
 )
 
@@ -82,17 +84,28 @@ class PiecewiseLinearJudge:
         self.table_bytes, self.work_elements = _budgets(device)
 
     def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
-        rows = self._rows(states)
-        n, width = states.shape[1], self.table.width
+        active_units = states > 0
+        n, width = states.shape[1], max(1, int(active_units.sum(1).max()))  # host round trip
         block = max(1, self.work_elements // (n * max(width, GRID)))
-        verdicts = [self._classify_rows(states[i:i + block], drive[i:i + block], rows[i:i + block])
+        # Each sample's own region fixed point first: only regions where it lies inside the
+        # region (a real fixed point of the network) are worth an eigen-analysis.
+        fixed = torch.cat([active_set_fixed_points(self.network, drive[i:i + block],
+                                                   *padded_active_sets(active_units[i:i + block], width))
+                           for i in range(0, len(states), block)])
+        # x* must lie in the region it was solved for: a unit a hair above threshold whose
+        # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
+        consistent = candidates & torch.isfinite(fixed).all(-1) & ((fixed > 0) == active_units).all(-1)
+        rows = self._rows(states, consistent)
+        block = max(1, self.work_elements // (n * max(self.table.width, GRID)))
+        verdicts = [self._classify_rows(states[i:i + block], drive[i:i + block], fixed[i:i + block],
+                                        consistent[i:i + block], rows[i:i + block])
                     for i in range(0, len(states), block)]
         return WindowVerdict(*(torch.cat(parts) for parts in zip(*(
             (v.polished, v.accepted, v.on_unstable) for v in verdicts))))
 
-    def _classify_rows(self, states: torch.Tensor, drive: torch.Tensor, rows: torch.Tensor) -> WindowVerdict:
+    def _classify_rows(self, states: torch.Tensor, drive: torch.Tensor, fixed: torch.Tensor, consistent: torch.Tensor,
+                       rows: torch.Tensor) -> WindowVerdict:
         table, network = self.table, self.network
-        fixed = region_fixed_points(network, table, rows, drive)
         max_real = table.max_real[rows]
         stable, unstable = max_real < -self.options.stability_margin, max_real >= -self.options.stability_margin
         certified = certify(network, table, rows, states, fixed, self.time_limit)
@@ -100,14 +113,13 @@ class PiecewiseLinearJudge:
         magnitude = fixed.abs()
         # Distance to the nearest switching surface, ignoring units exactly at threshold.
         margin = torch.where(magnitude > 1e-12 * scale, magnitude, math.inf).amin(-1)
-        # x* must lie in the region it was solved for: a unit a hair above threshold whose
-        # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
-        consistent = ((fixed > 0) == (states > 0)).all(-1)
         return judge(network, fixed, states, drive, stable, unstable, certified, margin, consistent, self.options)
 
-    def _rows(self, states: torch.Tensor) -> torch.Tensor:
-        """Each state's row in the region table, analysing the regions met for the first time."""
-        keys = pack_active_sets(states)
+    def _rows(self, states: torch.Tensor, consistent: torch.Tensor) -> torch.Tensor:
+        """Each state's row in the region table, analysing the regions met for the first time.
+        Samples whose region holds no fixed point of theirs share one empty placeholder region
+        (key -1), whose verdict `consistent` already decides."""
+        keys = torch.where(consistent[:, None], pack_active_sets(states), -1)
         known = 0 if self.table is None else len(self.table)
         all_keys = keys if self.table is None else torch.cat([self.table.keys, keys])
         unique, inverse = torch.unique(all_keys, dim=0, return_inverse=True)  # host round trip
@@ -121,12 +133,12 @@ class PiecewiseLinearJudge:
             new_ids = torch.argsort((~is_new).to(torch.int8), stable=True)[:n_new]
             sample_of = torch.empty(len(unique), dtype=torch.long, device=keys.device)
             sample_of[inverse[known:]] = torch.arange(len(keys), device=keys.device)
-            masks = states[sample_of[new_ids]] > 0
+            masks = (states[sample_of[new_ids]] > 0) & (unique[new_ids] != -1).all(-1, keepdim=True)
             new = analyse_regions(self.network, masks, unique[new_ids], states.dtype, self.options.stability_margin)
             self.regions_analysed += n_new
             if self.table is not None and _bytes(self.table) + _bytes(new) > self.table_bytes:
                 self.table = None  # full: start again from this window's regions
-                return self._rows(states)
+                return self._rows(states, consistent)
             self.table = new if self.table is None else RegionTable.concat(self.table, new)
             slot[new_ids] = torch.arange(known, known + n_new, device=keys.device)
         return slot[inverse[known:]]

@@ -47,7 +47,6 @@ class RegionTable:
     keys: torch.Tensor  # (G, words) int64: the packed active set
     active: torch.Tensor  # (G, P) long: active units, then padding (index 0)
     valid: torch.Tensor  # (G, P) bool: False on padding
-    system: torch.Tensor  # (G, P, P) I - W_SS (identity on padding)
     max_real: torch.Tensor  # (G,) largest real eigenvalue part of the S block (nan: eig failed)
     certifiable: torch.Tensor  # (G,) bool: stable and V well conditioned
     decay: torch.Tensor  # (G,) rate beta of the bound |e(t)| <= K exp(beta t)
@@ -77,13 +76,12 @@ class RegionTable:
         if extra <= 0:
             return self
         g, n = len(self), self.coupling.shape[1]
-        system = _embed(self.system, width)
         vectors, inverse = _embed(self.vectors, width), _embed(self.inverse_vectors, width)
         dummy = torch.full((g, extra), _DUMMY_EIGENVALUE, dtype=self.eigenvalues.dtype, device=self.keys.device)
         zeros = torch.zeros(g, n, extra, dtype=self.coupling.dtype, device=self.keys.device)
         return RegionTable(
             self.keys, torch.cat([self.active, torch.zeros_like(self.active[:, :1]).expand(g, extra)], 1),
-            torch.cat([self.valid, torch.zeros_like(self.valid[:, :1]).expand(g, extra)], 1), system, self.max_real,
+            torch.cat([self.valid, torch.zeros_like(self.valid[:, :1]).expand(g, extra)], 1), self.max_real,
             self.certifiable, self.decay, torch.cat([self.eigenvalues, dummy], 1), vectors, inverse,
             torch.cat([self.coupling, zeros], 2), torch.cat([self.resonant_coupling, zeros], 2),
             self.resonant_factor)
@@ -126,21 +124,22 @@ def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     tau = network.tau.detach().cpu().double()
     masks = masks.cpu()
     g, n = masks.shape
-    sizes = masks.sum(1)
-    width = max(1, int(sizes.max()) if g else 1)
-    # Active units first (ascending), then the padding, which points at unit 0 and is masked out.
-    order = torch.sort((~masks).to(torch.int8), dim=1, stable=True).indices[:, :width]
-    valid = torch.arange(width)[None, :] < sizes[:, None]
-    active = torch.where(valid, order, 0)
+    width = max(1, int(masks.sum(1).max()) if g else 1)
+    active, valid = padded_active_sets(masks, width)
     pair = valid[:, :, None] & valid[:, None, :]
     eye = torch.eye(width, dtype=torch.float64).expand(g, width, width)
-    w_ss = torch.where(pair, weights[active[:, :, None], active[:, None, :]], 0.0)
-    system = eye - w_ss
+    system = eye - torch.where(pair, weights[active[:, :, None], active[:, None, :]], 0.0)
     tau_s = torch.where(valid, tau[active], 1.0)
     block = torch.where(pair, -system / tau_s[:, :, None], torch.where(eye.bool(), _DUMMY_EIGENVALUE, 0.0))
-    values, vectors = _eig(block)
+    # Eigenvalues of every region first (the cheap test that rules out unstable ones), then the
+    # eigenvectors of the stable ones only, which the certificate needs.
+    values = _eig(block, vectors=False)[0]
     max_real = torch.where(valid, values.real, -math.inf).amax(-1)
     max_real = torch.where(torch.isfinite(values.real).all(-1), max_real, math.nan)
+    vectors = torch.eye(width, dtype=torch.complex128).repeat(g, 1, 1)
+    stable = max_real < -stability_margin
+    if stable.any():
+        values[stable], vectors[stable] = _eig(block[stable], vectors=True)
     with single_threaded_lapack():
         condition = torch.linalg.cond(vectors)
     certifiable = (max_real < -stability_margin) & (condition < 1e8)
@@ -170,28 +169,30 @@ def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     def cplx(t: torch.Tensor) -> torch.Tensor:
         return t.to(device, complex_dtype)
 
-    return RegionTable(keys, active.to(device), valid.to(device), real(system), real(max_real),
+    return RegionTable(keys, active.to(device), valid.to(device), real(max_real),
                        certifiable.to(device), real(decay), cplx(values), cplx(vectors), cplx(inverse),
                        cplx(coupling), cplx(resonant_coupling), real(resonant_factor))
 
 
-def _eig(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched eig in complex128; numpy per block where torch fails (repeated eigenvalues), nan
-    where both fail (such a region is never called stable)."""
+def _eig(blocks: torch.Tensor, vectors: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Batched eigenvalues (and eigenvectors) in complex128; numpy per block where torch fails
+    (repeated eigenvalues), nan where both fail (such a region is never called stable)."""
     try:
         with single_threaded_lapack():
-            values, vectors = torch.linalg.eig(blocks)
-        return values.to(torch.complex128), vectors.to(torch.complex128)
+            if vectors:
+                values, vecs = torch.linalg.eig(blocks)
+                return values.to(torch.complex128), vecs.to(torch.complex128)
+            return torch.linalg.eigvals(blocks).to(torch.complex128), None
     except RuntimeError:  # e.g. "failed to converge ... too many repeated eigenvalues"
         values = torch.full(blocks.shape[:2], complex(math.nan), dtype=torch.complex128)
-        vectors = torch.eye(blocks.shape[1], dtype=torch.complex128).repeat(len(blocks), 1, 1)
+        vecs = torch.eye(blocks.shape[1], dtype=torch.complex128).repeat(len(blocks), 1, 1)
         for k, block in enumerate(blocks.numpy()):
             try:
                 v, w = np.linalg.eig(block)
             except np.linalg.LinAlgError:
                 continue
-            values[k], vectors[k] = torch.from_numpy(v.astype(np.complex128)), torch.from_numpy(w.astype(np.complex128))
-        return values, vectors
+            values[k], vecs[k] = torch.from_numpy(v.astype(np.complex128)), torch.from_numpy(w.astype(np.complex128))
+        return values, vecs if vectors else None
 
 
 def max_real_parts(network: RecurrentNetwork, masks: torch.Tensor) -> torch.Tensor:
@@ -201,53 +202,45 @@ def max_real_parts(network: RecurrentNetwork, masks: torch.Tensor) -> torch.Tens
     return analyse_regions(network, masks, keys, torch.float64, 0.0).max_real
 
 
-def region_fixed_points(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor,
-                        drive: torch.Tensor) -> torch.Tensor:
-    """The fixed point of each sample's region (B, N) for drive (B, N); rows (B,) index the table.
-    nan where the region's system is singular. Each sample is solved on its own, so that its
-    answer does not depend, even in the last bit, on which other samples share its batch."""
-    active, valid = table.active[rows], table.valid[rows]
-    h_s = torch.where(valid, drive.gather(1, active), 0.0)
+def padded_active_sets(masks: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N) boolean masks -> (active, valid), each (B, width): the active units in ascending
+    order, then padding (unit 0, valid False). `width` must be at least the largest |S|."""
+    order = torch.sort((~masks).to(torch.int8), dim=1, stable=True).indices[:, :width]
+    valid = torch.arange(width, device=masks.device) < masks.sum(1, keepdim=True)
+    return torch.where(valid, order, 0), valid
+
+
+def active_set_fixed_points(network: RecurrentNetwork, drive: torch.Tensor, active: torch.Tensor,
+                            valid: torch.Tensor) -> torch.Tensor:
+    """The fixed point (B, N) of each sample's region given by padded active sets (B, P): solve
+    (I - W_SS) x_S = h_S (identity on the padding), then x_R = W_RS x_S + h_R. nan if singular."""
+    pair = valid[:, :, None] & valid[:, None, :]
+    eye = torch.eye(active.shape[1], dtype=drive.dtype, device=drive.device)
+    system = eye - torch.where(pair, network.weights[active[:, :, None], active[:, None, :]], 0.0)
     with single_threaded_lapack():
-        x_s, info = torch.linalg.solve_ex(table.system[rows], h_s)
-    x_s = torch.where((info == 0)[:, None], x_s, math.nan)
-    placement = _placement(table, rows, drive.shape[1], drive.dtype)
-    # x*_R = W_RS x*_S + h_R on the inactive units, x*_S on the active ones.
+        x_s, info = torch.linalg.solve_ex(system, torch.where(valid, drive.gather(1, active), 0.0))
     w_cols = torch.where(valid[:, None, :], network.weights[:, active].permute(1, 0, 2), 0.0)  # (B, N, P)
-    inactive = (w_cols * x_s[:, None, :]).sum(-1) + drive
-    fixed = torch.where(placement.sum(1) > 0, 0.0, inactive) + (x_s[:, None, :] @ placement)[:, 0]
+    fixed = (w_cols * x_s[:, None, :]).sum(-1) + drive
+    fixed = fixed.scatter(1, torch.where(valid, active, active[:, :1]),
+                          torch.where(valid, x_s, x_s[:, :1]))  # padding repeats the first active unit
+    fixed = torch.where(valid.any(1, keepdim=True), fixed, drive)  # no active unit: x* = h
     return torch.where((info == 0)[:, None], fixed, math.nan)
 
 
 def exact_fixed_points(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
     """The fixed point of the region each state is in, solved on that region's own |S| block.
 
-    Unlike the padded table solve, the answer depends only on the sample, never on the width
-    the other samples' regions gave the table; it is the reported answer. One batched solve
-    per distinct |S| (a host round trip each), so it runs once per chunk, not per window."""
+    Unlike a padded solve, the answer depends only on the sample, never on the width that
+    other samples' regions imposed; it is the reported answer. One batched solve per distinct
+    |S| (a host round trip each), so it runs once per chunk, not per window."""
     active_units = states > 0
     sizes = active_units.sum(1)
     fixed = drive.clone()
     for size in sizes.unique().tolist():
         members = (sizes == size).nonzero().squeeze(1)
-        if size == 0 or not len(members):
-            continue
-        active = torch.sort((~active_units[members]).to(torch.int8), dim=1, stable=True).indices[:, :size]
-        system = torch.eye(size, dtype=states.dtype, device=states.device) - network.weights[
-            active[:, :, None], active[:, None, :]]
-        with single_threaded_lapack():
-            x_s, info = torch.linalg.solve_ex(system, drive[members].gather(1, active))
-        w_cols = network.weights[:, active].permute(1, 0, 2)  # (B, N, |S|)
-        x = (w_cols * x_s[:, None, :]).sum(-1) + drive[members]
-        x = x.scatter(1, active, x_s)
-        fixed[members] = torch.where((info == 0)[:, None], x, math.nan)
+        active, valid = padded_active_sets(active_units[members], size)
+        fixed[members] = active_set_fixed_points(network, drive[members], active, valid)
     return fixed
-
-
-def _placement(table: RegionTable, rows: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
-    """(B, P, N) 0/1 matrix that puts each sample's padded S coordinates at their units."""
-    units = torch.arange(n, device=rows.device)
-    return ((table.active[rows][:, :, None] == units) & table.valid[rows][:, :, None]).to(dtype)
 
 
 def certify(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
@@ -297,6 +290,12 @@ def region_trajectory(network: RecurrentNetwork, table: RegionTable, rows: torch
     placement = _placement(table, rows, states.shape[1], states.dtype)
     e = torch.where(states[:, None, :] > 0, 0.0, e_r) + e_s @ placement
     return fixed[:, None, :] + e
+
+
+def _placement(table: RegionTable, rows: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """(B, P, N) 0/1 matrix that puts each sample's padded S coordinates at their units."""
+    units = torch.arange(n, device=rows.device)
+    return ((table.active[rows][:, :, None] == units) & table.valid[rows][:, :, None]).to(dtype)
 
 
 @contextmanager
