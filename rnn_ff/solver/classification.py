@@ -10,10 +10,10 @@ solver class from a table), so that the window loop never asks which kind it has
 - `SmoothJudge` (tanh, ...): Newton's method from states already close to a fixed point, and
   the eigenvalues of the Jacobian there.
 
-Host round trips per window (outside the integrator): the piecewise-linear judge makes two
-(the largest active set, which sizes the batched solve; torch.unique of the active sets) and
-two more when new regions appear (their masks go to the CPU for the eigen-analysis and the
-table comes back); the smooth judge makes two (which samples are near a fixed point; their
+Host round trips per window (outside the integrator): the piecewise-linear judge makes three
+(the largest active set, which sizes the batched solve; torch.unique of the active sets; how
+many samples go on to the certificate's path check) and two more when new regions appear
+(their masks go to the CPU for the eigen-analysis and the table comes back); the smooth judge makes two (which samples are near a fixed point; their
 Jacobians' eigenvalues on the CPU).
 """
 
@@ -32,13 +32,14 @@ from rnn_ff.solver.regions import (
     GRID,
     RegionTable,
     analyse_regions,
-    certify,
     exact_fixed_points,
     max_real_parts,
     active_set_fixed_points,
     pack_active_sets,
     padded_active_sets,
+    settling_horizon,
     single_threaded_lapack,
+    stays_in_region,
 )
 
 
@@ -96,24 +97,27 @@ class PiecewiseLinearJudge:
         # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
         consistent = candidates & torch.isfinite(fixed).all(-1) & ((fixed > 0) == active_units).all(-1)
         rows = self._rows(states, consistent)
-        block = max(1, self.work_elements // (n * max(self.table.width, GRID)))
-        verdicts = [self._classify_rows(states[i:i + block], drive[i:i + block], fixed[i:i + block],
-                                        consistent[i:i + block], rows[i:i + block])
-                    for i in range(0, len(states), block)]
-        return WindowVerdict(*(torch.cat(parts) for parts in zip(*(
-            (v.polished, v.accepted, v.on_unstable) for v in verdicts))))
-
-    def _classify_rows(self, states: torch.Tensor, drive: torch.Tensor, fixed: torch.Tensor, consistent: torch.Tensor,
-                       rows: torch.Tensor) -> WindowVerdict:
-        table, network = self.table, self.network
+        table = self.table
+        block = max(1, self.work_elements // (n * max(table.width, GRID)))
+        pieces = range(0, len(states), block)
+        horizon = torch.cat([settling_horizon(table, rows[i:i + block], states[i:i + block], fixed[i:i + block])
+                             for i in pieces])
+        # The path check (the costly part) only for samples that can be certified at all.
+        hopeful = consistent & (horizon <= self.time_limit)
+        chosen = torch.argsort((~hopeful).to(torch.int8), stable=True)[:int(hopeful.sum())]  # host round trip
+        certified = torch.zeros_like(hopeful)
+        for i in range(0, len(chosen), block):
+            part = chosen[i:i + block]
+            certified[part] = stays_in_region(self.network, table, rows[part], states[part], fixed[part],
+                                              horizon[part])
         max_real = table.max_real[rows]
         stable, unstable = max_real < -self.options.stability_margin, max_real >= -self.options.stability_margin
-        certified = certify(network, table, rows, states, fixed, self.time_limit)
         scale = 1.0 + fixed.abs().amax(-1, keepdim=True)
         magnitude = fixed.abs()
         # Distance to the nearest switching surface, ignoring units exactly at threshold.
         margin = torch.where(magnitude > 1e-12 * scale, magnitude, math.inf).amin(-1)
-        return judge(network, fixed, states, drive, stable, unstable, certified, margin, consistent, self.options)
+        return judge(self.network, fixed, states, drive, stable, unstable, certified, margin, consistent,
+                     self.options)
 
     def _rows(self, states: torch.Tensor, consistent: torch.Tensor) -> torch.Tensor:
         """Each state's row in the region table, analysing the regions met for the first time.

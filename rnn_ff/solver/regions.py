@@ -243,29 +243,31 @@ def exact_fixed_points(network: RecurrentNetwork, states: torch.Tensor, drive: t
     return fixed
 
 
-def certify(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
-            fixed: torch.Tensor, max_time: float) -> torch.Tensor:
-    """For states (B, N) inside their regions, whether the trajectory stays in the region and
-    settles on `fixed` (the region's stable fixed point), checked up to `max_time`. (B,) mask."""
+def settling_horizon(table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
+                     fixed: torch.Tensor) -> torch.Tensor:
+    """Per sample (B,), a time after which the state is certainly within its region's margin of
+    `fixed` if it has not left the region before: the bound K exp(beta t) on |e| (K from the
+    modal coordinates, beta the region's decay rate) falls below the distance of x* to the
+    region's walls. inf where no such time exists (not stable, V ill-conditioned, x* on a wall)."""
     active_units = states > 0
-    # Distance of x* to the region's walls; x* on a wall (margin 0) is never certified.
     margin = torch.where(active_units, fixed, -fixed).amin(-1)
     e0 = states - fixed
-    c = modal_coordinates(table, rows, e0)
-    size = c.abs().to(states.dtype)[:, :, None]
+    size = modal_coordinates(table, rows, e0).abs().to(states.dtype)[:, :, None]
     bound_s = (table.vectors[rows].abs() @ size)[:, :, 0]
     bound_r = (torch.where(active_units, 0.0, e0.abs()) + 2.0 * (table.coupling[rows].abs() @ size)[:, :, 0]
                + table.resonant_factor[rows, None] * (table.resonant_coupling[rows].abs() @ size)[:, :, 0])
     bound = torch.maximum(bound_s.amax(-1), bound_r.amax(-1))
-    decay = table.decay[rows]
-    # Time after which |e| < margin for sure: the state cannot leave the region any more.
-    horizon = torch.log((bound / margin.clamp_min(1e-300)).clamp_min(1.0)) / -decay
-    ok = table.certifiable[rows] & (margin > 0) & (horizon <= max_time)
+    horizon = torch.log((bound / margin.clamp_min(1e-300)).clamp_min(1.0)) / -table.decay[rows]
+    return torch.where(table.certifiable[rows] & (margin > 0), horizon, math.inf)
+
+
+def stays_in_region(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
+                    fixed: torch.Tensor, horizon: torch.Tensor) -> torch.Tensor:
+    """Whether the region's closed-form trajectory from each state keeps every unit on its side
+    of threshold up to `horizon` (B,), checked on a grid that is denser early. (B,) mask."""
     fractions = (torch.arange(1, GRID + 1, dtype=states.dtype, device=states.device) / GRID) ** 2
-    times = torch.where(ok, horizon, 0.0).clamp_max(max_time)[:, None] * fractions  # (B, G), denser early
-    path = region_trajectory(network, table, rows, states, fixed, times, c)
-    inside = torch.where(active_units[:, None, :], path > 0, path <= 0).all(-1).all(-1)
-    return ok & inside
+    path = region_trajectory(network, table, rows, states, fixed, horizon[:, None] * fractions)
+    return torch.where((states > 0)[:, None, :], path > 0, path <= 0).all(-1).all(-1)
 
 
 def modal_coordinates(table: RegionTable, rows: torch.Tensor, deviation: torch.Tensor) -> torch.Tensor:
@@ -275,12 +277,11 @@ def modal_coordinates(table: RegionTable, rows: torch.Tensor, deviation: torch.T
 
 
 def region_trajectory(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
-                      fixed: torch.Tensor, times: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+                      fixed: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
     """x(t) (B, T, N) from x(0) = states under each sample's region dynamics (exactly the
     network's trajectory while it stays in the region), at per-sample times (B, T)."""
     e0 = states - fixed
-    if c is None:
-        c = modal_coordinates(table, rows, e0)
+    c = modal_coordinates(table, rows, e0)
     modes = torch.exp(times[..., None] * table.eigenvalues[rows][:, None, :]) * c[:, None, :]  # (B, T, P)
     e_s = (modes @ table.vectors[rows].transpose(1, 2)).real  # (B, T, P)
     relax = torch.exp(-times[..., None] / network.tau)  # (B, T, N)
