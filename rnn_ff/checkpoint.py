@@ -23,7 +23,20 @@ class CheckpointError(StorageError):
 
 
 def save_checkpoint(path: str | Path, **contents) -> None:
-    atomic_save({"format": CHECKPOINT_FORMAT, **contents}, path)
+    """Write a checkpoint whose tensors are all on the CPU (a CUDA model's and optimiser's state
+    dicts hold CUDA tensors), so that one written on a GPU loads on any machine."""
+    atomic_save(on_cpu({"format": CHECKPOINT_FORMAT, **contents}), path)
+
+
+def on_cpu(value):
+    """`value` with every tensor in it, however deeply nested in dicts, lists and tuples, on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return type(value)((key, on_cpu(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(item) for item in value)
+    return value
 
 
 def load_checkpoint(path: str | Path, task: str | None = None, model_hparams: dict | None = None,

@@ -26,7 +26,7 @@ import re
 import shutil
 import time
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -53,6 +53,12 @@ class Split:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def to(self, device: torch.device) -> Split:
+        """This split on `device`, labels included: moved once, so that every later step of a run
+        (training, metrics, figures, timing) finds its tensors where the model is."""
+        return Split(self.inputs.to(device), self.rates.to(device),
+                     {name: value.to(device) for name, value in self.labels.items()})
+
 
 @dataclass
 class FixedPointDataset:
@@ -62,6 +68,10 @@ class FixedPointDataset:
     info: dict  # key, status counts, solver statistics, generation time
     nfe: torch.Tensor  # (n_total,) solve cost of every sample, for the histogram
     path: Path
+
+    def to(self, device: torch.device) -> FixedPointDataset:
+        """The three splits on `device` (`nfe` only feeds a TensorBoard histogram: it stays on the CPU)."""
+        return replace(self, **{split: getattr(self, split).to(device) for split in SPLITS})
 
 
 def network_digest(task: Task) -> str:

@@ -11,48 +11,63 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from rnn_ff.data import Split  # noqa: E402
 from rnn_ff.model import FeedForwardApproximator  # noqa: E402
 from rnn_ff.solver import SolverOptions, solve  # noqa: E402
 from rnn_ff.tasks import Task  # noqa: E402
 
 
-def regression_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """rel_error = ||P - T||_F / ||T||_F; r2 = 1 - SSE / total variance around the unit means."""
+def regression_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """rel_error = ||P - T||_F / ||T||_F; r2 = 1 - SSE / total variance around the unit means.
+
+    0-dim tensors on the inputs' device: `numbers` fetches them where a run needs Python numbers."""
     error = predicted - target
     total = ((target - target.mean(0)) ** 2).sum()
     return {
-        "rel_error": (error.norm() / target.norm().clamp_min(1e-300)).item(),
-        "r2": (1.0 - (error**2).sum() / total.clamp_min(1e-300)).item(),
-        "mse": (error**2).mean().item(),
+        "rel_error": error.norm() / target.norm().clamp_min(1e-300),
+        "r2": 1.0 - (error**2).sum() / total.clamp_min(1e-300),
+        "mse": (error**2).mean(),
     }
 
 
+def numbers(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Python floats of 0-dim metric tensors, fetched from their device in one transfer: metrics
+    leave the device here, at epoch and run boundaries, and nowhere else."""
+    if not metrics:
+        return {}
+    return dict(zip(metrics, torch.stack([value.double() for value in metrics.values()]).tolist()))
+
+
 @torch.no_grad()
-def predict(model: FeedForwardApproximator, inputs: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return model(inputs.to(device, torch.float32)).double().cpu()
+def predict(model: FeedForwardApproximator, inputs: torch.Tensor) -> torch.Tensor:
+    """The model's rates for raw inputs, on the inputs' (and model's) device, in float64 so that
+    metrics are computed in float64 wherever the model runs."""
+    return model(inputs.float()).double()
 
 
-def evaluate(model: FeedForwardApproximator, task: Task, inputs: torch.Tensor, labels: dict, target: torch.Tensor,
-             device: torch.device, prefix: str) -> dict[str, float]:
-    """Regression and task metrics of the FF model; the task metrics of the recurrent
-    network itself are reported beside them as `<prefix>/recurrent_<name>`."""
-    predicted = predict(model, inputs, device)
-    metrics = {f"{prefix}/{k}": v for k, v in regression_metrics(predicted, target).items()}
-    metrics |= {f"{prefix}/{k}": v for k, v in task.metrics(inputs, labels, predicted, target).items()}
-    metrics |= {f"{prefix}/recurrent_{k}": v for k, v in task.metrics(inputs, labels, target, target).items()}
-    return metrics
+def evaluate(model: FeedForwardApproximator, task: Task, split: Split, prefix: str) -> dict[str, torch.Tensor]:
+    """Regression and task metrics of the FF model on a split, as 0-dim tensors on the split's (and
+    model's) device; the task metrics of the recurrent network itself are reported beside them as
+    `<prefix>/recurrent_<name>`."""
+    predicted = predict(model, split.inputs)
+    metrics = regression_metrics(predicted, split.rates)
+    metrics |= task.metrics(split.inputs, split.labels, predicted, split.rates)
+    recurrent = task.metrics(split.inputs, split.labels, split.rates, split.rates)
+    metrics |= {f"recurrent_{k}": v for k, v in recurrent.items()}
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}
 
 
 def measure_speed(model: FeedForwardApproximator, task: Task, inputs: torch.Tensor, options: SolverOptions,
-                  device: torch.device, dtype: torch.dtype, repeats: int = 5,
-                  ode_seconds: float | None = None) -> dict[str, float]:
-    """Seconds per sample of the recurrent solve and of the FF pass, same inputs and device.
+                  dtype: torch.dtype, repeats: int = 5, ode_seconds: float | None = None) -> dict[str, float]:
+    """Seconds per sample of the recurrent solve and of the FF pass, same inputs, both on the
+    inputs' (and model's) device.
 
     `ode_seconds`: the time this process already spent solving exactly these inputs (then
     they are not solved again)."""
+    device = inputs.device
     ode = ode_seconds if ode_seconds is not None else solve(task.network, inputs, options, device=device,
                                                             dtype=dtype).seconds
-    batch = inputs.to(device, torch.float32)
+    batch = inputs.float()
     ff_times = []
     with torch.no_grad():
         model(batch)  # warm-up
@@ -73,14 +88,16 @@ def _synchronize(device: torch.device) -> None:
 
 
 def plot_examples(inputs: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor, n_examples: int):
-    """One row per example: the input, and the recurrent fixed point against the FF output."""
+    """One row per example: the input, and the recurrent fixed point against the FF output
+    (tensors from any device: matplotlib gets CPU copies of the rows it draws)."""
     n_examples = min(n_examples, len(inputs))
+    inputs, target, predicted = (values[:n_examples].cpu().numpy() for values in (inputs, target, predicted))
     figure, axes = plt.subplots(n_examples, 2, figsize=(10, 2.2 * n_examples), squeeze=False)
     for row in range(n_examples):
-        axes[row, 0].bar(range(inputs.shape[1]), inputs[row].numpy(), color="0.6")
+        axes[row, 0].bar(range(inputs.shape[1]), inputs[row], color="0.6")
         axes[row, 0].set_ylabel(f"example {row}")
-        axes[row, 1].plot(target[row].numpy(), "o-", ms=3, label="recurrent fixed point")
-        axes[row, 1].plot(predicted[row].numpy(), "x--", ms=3, label="feed-forward")
+        axes[row, 1].plot(target[row], "o-", ms=3, label="recurrent fixed point")
+        axes[row, 1].plot(predicted[row], "x--", ms=3, label="feed-forward")
     axes[0, 0].set_title("input u")
     axes[0, 1].set_title("rates r* per unit")
     axes[0, 1].legend(loc="upper right", fontsize=8)

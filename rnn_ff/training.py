@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from rnn_ff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnn_ff.config import DTYPES, ConfigError, resolve_device, solver_options, validate
-from rnn_ff.data import FixedPointDataset, load_or_generate
-from rnn_ff.evaluation import evaluate, measure_speed, plot_examples, predict, regression_metrics
+from rnn_ff.data import FixedPointDataset, Split, load_or_generate
+from rnn_ff.evaluation import evaluate, measure_speed, numbers, plot_examples, predict, regression_metrics
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import NetworkError
 from rnn_ff.storage import StorageError, writable_directory
@@ -39,18 +39,21 @@ USER_ERRORS = (ConfigError, TaskConfigError, NetworkError, StorageError, Trainin
 
 
 def train(cfg) -> dict[str, float]:
-    """Generate (or reuse) the dataset, fit the MLP, evaluate the best model; returns metrics."""
+    """Generate (or reuse) the dataset, fit the MLP, evaluate the best model; returns metrics.
+
+    Device rule: the splits and the model go to the run's device once, here; every later step
+    computes there, and only Python numbers come back (at epoch boundaries and at the end)."""
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = run_dir / "checkpoints"
     device = resolve_device(cfg.device)
     task = build_task(cfg.task)
     writable_directory(run_dir)  # before the dataset, which may take hours
-    data = load_or_generate(cfg, task, device)
+    data = load_or_generate(cfg, task, device).to(device)
 
     torch.manual_seed(cfg.seed)
     model = FeedForwardApproximator(task.network.n_inputs, task.network.n_units, **cfg.model).to(device)
-    train_x, train_y = (t.to(device, torch.float32) for t in (data.train.inputs, data.train.rates))
+    train_x, train_y = data.train.inputs.float(), data.train.rates.float()
     model.fit_normalisation(train_x, train_y)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr, weight_decay=cfg.trainer.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, **_schedule(cfg.trainer)))
@@ -68,9 +71,7 @@ def train(cfg) -> dict[str, float]:
     resume_path = find_resume_checkpoint(cfg, run_dir, task.name)
     if resume_path is not None:
         checkpoint = load_checkpoint(resume_path, task=task.name, model_hparams=model.hparams, network=task.network)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
+        restore(checkpoint, model, optimizer, scheduler)
         torch.set_rng_state(checkpoint["rng"]["torch"])
         shuffle.set_state(checkpoint["rng"]["shuffle"])
         state = {name: checkpoint[name] for name in state}
@@ -93,25 +94,19 @@ def train(cfg) -> dict[str, float]:
     bar = tqdm(epochs, desc="training", unit="epoch", disable=not cfg.trainer.progress, leave=False)
     for epoch in bar:
         model.train()
-        losses = []
-        for batch in torch.randperm(len(train_x), generator=shuffle).split(cfg.trainer.batch_size):
-            loss = model.loss(model(train_x[batch]), train_y[batch])
-            if not torch.isfinite(loss):
-                stop(epoch, "training loss")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip)
-            optimizer.step()
-            losses.append(loss.detach())
+        order = torch.randperm(len(train_x), generator=shuffle).to(device)  # drawn on the CPU: same on any device
+        losses = [training_step(model, optimizer, train_x[batch], train_y[batch], cfg.trainer.grad_clip)
+                  for batch in order.split(cfg.trainer.batch_size)]
+        train_loss = torch.stack(losses).mean().item()  # non-finite if any batch's loss was
+        if not math.isfinite(train_loss):  # the weights are broken: stop before anything saves them
+            stop(epoch, "training loss")
         writer.add_scalar("lr", scheduler.get_last_lr()[0], epoch)
         scheduler.step()
         model.eval()
-        predicted = predict(model, data.val.inputs, device)
-        val = regression_metrics(predicted, data.val.rates)
-        val_loss = model.loss(predicted.float(), data.val.rates.float()).item()
+        val = numbers(validation_metrics(model, data.val))
+        val_loss = val["loss"]
         if not math.isfinite(val_loss):  # the last step broke the weights: do not save them
             stop(epoch, "validation loss")
-        train_loss = torch.stack(losses).mean().item()
         writer.add_scalar("train/loss", train_loss, epoch)
         writer.add_scalar("val/loss", val_loss, epoch)
         writer.add_scalar("val/rel_error", val["rel_error"], epoch)
@@ -135,11 +130,41 @@ def train(cfg) -> dict[str, float]:
 
     model.load_state_dict(state["best_model"])
     save(checkpoint_dir / "best.pt", state["best_model"])
-    metrics = final_metrics(cfg, model, task, data, device, state)
+    metrics = final_metrics(cfg, model, task, data, state)
     write_json(run_dir / "metrics.json", metrics)
-    log_results(writer, cfg, metrics, model, task, data, device, state["epoch"])
+    log_results(writer, cfg, metrics, model, data, state["epoch"])
     writer.close()
     return metrics
+
+
+def training_step(model: FeedForwardApproximator, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+                  targets: torch.Tensor, grad_clip: float) -> torch.Tensor:
+    """One optimiser step on a batch. Returns the batch loss as a tensor on the batch's device:
+    the loop checks the losses once per epoch instead of waiting for the device at every batch."""
+    loss = model.loss(model(inputs), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def validation_metrics(model: FeedForwardApproximator, split: Split) -> dict[str, torch.Tensor]:
+    """The loss (in float32, as in training) and rel_error (in float64) of a split, as 0-dim
+    tensors on the split's device, where the model and its target_scale are."""
+    predicted = predict(model, split.inputs)
+    return {"loss": model.loss(predicted.float(), split.rates.float()),
+            "rel_error": regression_metrics(predicted, split.rates)["rel_error"]}
+
+
+def restore(checkpoint: dict, model: FeedForwardApproximator, optimizer: torch.optim.Optimizer,
+            scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Resume a checkpoint's weights and optimiser state into a model already on the run's device:
+    load_state_dict copies the (CPU) weights into the model's tensors and moves the optimiser's
+    state beside its parameters, so a checkpoint from any device resumes on any other."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
 
 
 def lr_factor(epoch: int, warmup_epochs: int, max_epochs: int, min_lr_ratio: float) -> float:
@@ -193,11 +218,11 @@ def _essential(config: dict) -> dict:
     return config
 
 
-def final_metrics(cfg, model, task, data: FixedPointDataset, device, state: dict) -> dict[str, float]:
-    metrics = evaluate(model, task, data.test.inputs, data.test.labels, data.test.rates, device, "test")
+def final_metrics(cfg, model, task, data: FixedPointDataset, state: dict) -> dict[str, float]:
+    metrics = evaluate(model, task, data.test, "test")
     # Far below test/rel_error: the model memorises, more data helps; about equal: it underfits.
-    train_fit = regression_metrics(predict(model, data.train.inputs, device), data.train.rates)
-    metrics["train/rel_error"] = train_fit["rel_error"]
+    metrics["train/rel_error"] = regression_metrics(predict(model, data.train.inputs), data.train.rates)["rel_error"]
+    metrics = numbers(metrics)
     metrics |= {"val/rel_error": state["best_val_rel_error"], "train/epochs": state["epoch"],
                 "train/best_epoch": state["best_epoch"]}
     metrics |= {f"data/{status}": count for status, count in data.info["counts"].items()}
@@ -205,8 +230,7 @@ def final_metrics(cfg, model, task, data: FixedPointDataset, device, state: dict
     metrics |= {"data/generation_seconds": data.info["generation_seconds"], "data/nfe_mean": data.info["nfe_mean"]}
     if "multistability" in data.info:
         metrics |= {f"data/multistability_{name}": count for name, count in data.info["multistability"].items()}
-    metrics |= measure_speed(model, task, data.test.inputs, solver_options(cfg.solver), device,
-                             DTYPES[cfg.solver.dtype])
+    metrics |= measure_speed(model, task, data.test.inputs, solver_options(cfg.solver), DTYPES[cfg.solver.dtype])
     return metrics
 
 
@@ -217,13 +241,13 @@ def log_dataset(writer: SummaryWriter, data: FixedPointDataset) -> None:
     writer.add_histogram("data/nfe_per_sample", data.nfe.double(), 0)
 
 
-def log_results(writer: SummaryWriter, cfg, metrics: dict, model, task, data, device, step: int) -> None:
+def log_results(writer: SummaryWriter, cfg, metrics: dict, model, data: FixedPointDataset, step: int) -> None:
     """Final metrics as scalars, example figures, and hparams in this same run."""
     for name, value in metrics.items():
         writer.add_scalar(name, value, step)
     n = cfg.trainer.n_figure_examples
     if n > 0:
-        predicted = predict(model, data.test.inputs[:n], device)
+        predicted = predict(model, data.test.inputs[:n])
         figure = plot_examples(data.test.inputs[:n], data.test.rates[:n], predicted, n)
         figure.savefig(Path(cfg.paths.output_dir) / "examples.png", dpi=100)
         writer.add_figure("test/examples", figure, step)

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 
 from rnn_ff.checkpoint import approximator_from, load_checkpoint
 from rnn_ff.config import DTYPES, SolverConfig, resolve_device, solver_options
-from rnn_ff.evaluation import evaluate, measure_speed
+from rnn_ff.data import Split
+from rnn_ff.evaluation import evaluate, measure_speed, numbers
 from rnn_ff.network import RecurrentNetwork
 from rnn_ff.solver import CONVERGED, solve
 from rnn_ff.tasks import TASKS, build_task
@@ -48,11 +49,11 @@ def main(argv: list[str]) -> dict:
     inputs, labels = task.sample(args.n_samples, torch.Generator().manual_seed(args.seed))
     result = solve(task.network, inputs, solver_options(solver_cfg), device=device, dtype=DTYPES[solver_cfg.dtype])
     keep = result.status_codes == CONVERGED
-    metrics = evaluate(model, task, inputs[keep], {k: v[keep] for k, v in labels.items()}, result.rates[keep],
-                       device, "eval")
+    converged = Split(inputs[keep], result.rates[keep], {k: v[keep] for k, v in labels.items()}).to(device)
+    metrics = numbers(evaluate(model, task, converged, "eval"))
     metrics |= {f"data/{status}": count for status, count in result.counts().items()}
     # The solve above, of these same inputs in this process, is the recurrent side's timing.
-    metrics |= measure_speed(model, task, inputs, solver_options(solver_cfg), device, DTYPES[solver_cfg.dtype],
+    metrics |= measure_speed(model, task, inputs.to(device), solver_options(solver_cfg), DTYPES[solver_cfg.dtype],
                              ode_seconds=result.seconds)
     metrics |= {"checkpoint": str(args.checkpoint), "task": task.name, "n_samples": args.n_samples, "seed": args.seed}
     return metrics

@@ -45,7 +45,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from rnn_ff.checkpoint import approximator_from, load_checkpoint  # noqa: E402
 from rnn_ff.config import DTYPES, PROJECT_ROOT, SolverConfig, solver_options  # noqa: E402
-from rnn_ff.evaluation import predict  # noqa: E402
+from rnn_ff.evaluation import numbers, predict  # noqa: E402
 from rnn_ff.network import RecurrentNetwork  # noqa: E402
 from rnn_ff.solver import CONVERGED, solve  # noqa: E402
 from rnn_ff.storage import safe_load  # noqa: E402
@@ -314,7 +314,7 @@ def load_test_data(run_dir: Path) -> TestData:
     inputs = stored["inputs"][index]
     solver_cfg = OmegaConf.merge(OmegaConf.structured(SolverConfig), config["solver"])
     return TestData(task, inputs, {k: v[index] for k, v in stored["labels"].items()}, stored["rates"][index],
-                    predict(model, inputs, torch.device("cpu")), stored["nfe"][index].double(),
+                    predict(model, inputs), stored["nfe"][index].double(),
                     stored["settle_time"][index].double(), stored["info"]["counts"], model,
                     solver_options(solver_cfg), DTYPES[solver_cfg.dtype], path)
 
@@ -573,8 +573,8 @@ def noise_bins(data: TestData, n_bins: int = 6) -> list[dict]:
         if inside.sum() < 2:
             continue
         labels = {k: v[inside] for k, v in data.labels.items()}
-        ff = data.task.metrics(data.inputs[inside], labels, data.predicted[inside], data.target[inside])
-        rec = data.task.metrics(data.inputs[inside], labels, data.target[inside], data.target[inside])
+        ff = numbers(data.task.metrics(data.inputs[inside], labels, data.predicted[inside], data.target[inside]))
+        rec = numbers(data.task.metrics(data.inputs[inside], labels, data.target[inside], data.target[inside]))
         rows.append({"low": low, "high": high, "n": int(inside.sum()), "input_snr_db": ff["input_snr_db"],
                      "ff_snr_db": ff["output_snr_db"], "recurrent_snr_db": rec["output_snr_db"]})
     return rows

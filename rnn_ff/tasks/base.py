@@ -20,9 +20,12 @@ class Task(ABC):
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         """Draw n inputs (n x D, float64) and their labels, reproducibly from `generator`."""
 
-    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
+                target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Task metrics of predicted rates against the recurrent fixed-point rates (B x N).
 
+        0-dim tensors on the arguments' device, which every tensor a metric creates shares, so
+        that a run's metrics stay where its data is (rnn_ff.evaluation.numbers fetches them).
         Keys carry no split prefix. Evaluated with predicted = target, they describe the
         recurrent network itself, which is how `test/recurrent_*` is reported.
         """

@@ -46,6 +46,7 @@ Where it stops working:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -162,19 +163,20 @@ class DenoisingTask(Task):
         inputs = cfg.input_scale * self.patterns[index] + level[:, None] * noise
         return inputs, {"pattern_index": index, "noise_level": level}
 
-    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor, target: torch.Tensor) -> dict:
-        patterns = self.patterns.to(predicted.dtype)
+    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
+                target: torch.Tensor) -> dict[str, torch.Tensor]:
+        patterns = self.patterns.to(predicted)  # the task's own tensor: to the metrics' device and dtype
         clean = patterns[labels["pattern_index"]]
         output = predicted[:, :self.n_excitatory]
-        noisy = inputs.to(predicted.dtype)
+        noisy = inputs.to(predicted)
         cosine = _cosine(output[:, None, :], patterns[None])  # B x K
         return {
             "snr_gain_db": _snr_db(output, clean) - _snr_db(noisy, clean),
             "output_snr_db": _snr_db(output, clean),
             "input_snr_db": _snr_db(noisy, clean),
-            "pattern_accuracy": (cosine.argmax(1) == labels["pattern_index"]).double().mean().item(),
-            "correlation": _cosine(output, clean).mean().item(),
-            "input_correlation": _cosine(noisy, clean).mean().item(),
+            "pattern_accuracy": (cosine.argmax(1) == labels["pattern_index"]).double().mean(),
+            "correlation": _cosine(output, clean).mean(),
+            "input_correlation": _cosine(noisy, clean).mean(),
         }
 
 
@@ -184,10 +186,11 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(norms > 0, (a * b).sum(-1) / norms.clamp(min=1e-300), torch.zeros_like(norms))
 
 
-def _snr_db(signals: torch.Tensor, clean: torch.Tensor) -> float:
-    """10 log10(sum signal power / sum noise power): signal = projection onto the clean pattern."""
+def _snr_db(signals: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """10 log10(sum signal power / sum noise power): signal = projection onto the clean pattern;
+    inf without noise."""
     direction = clean / clean.norm(dim=-1, keepdim=True).clamp(min=1e-300)
     projection = (signals * direction).sum(-1, keepdim=True) * direction
     signal = projection.pow(2).sum()
     noise = (signals - projection).pow(2).sum()
-    return 10.0 * torch.log10(signal / noise).item() if noise > 0 else float("inf")
+    return torch.where(noise > 0, 10.0 * torch.log10(signal / noise), math.inf)

@@ -106,13 +106,14 @@ def transformation_network(cfg: TransformationConfig) -> RecurrentNetwork:
 def ring_bump(positions: torch.Tensor, n: int, amplitude: float, width: float) -> torch.Tensor:
     """Von Mises bumps (B, n) centred at continuous positions (B,) in [0, n): smooth in the position."""
     kappa = 1.0 / (2 * math.pi * width / n) ** 2
-    angle = 2 * math.pi * (torch.arange(n, dtype=torch.float64)[None] - positions[:, None]) / n
+    units = torch.arange(n, dtype=torch.float64, device=positions.device)
+    angle = 2 * math.pi * (units[None] - positions[:, None]) / n
     return amplitude * torch.exp(kappa * (torch.cos(angle) - 1.0))
 
 
 def decode_ring(rates: torch.Tensor, n: int) -> torch.Tensor:
     """Population-vector position (B,) in [0, n) of ring rates (B, n); nan where the ring is silent."""
-    angle = 2 * math.pi * torch.arange(n, dtype=rates.dtype) / n
+    angle = 2 * math.pi * torch.arange(n, dtype=rates.dtype, device=rates.device) / n
     z = torch.complex(rates @ torch.cos(angle), rates @ torch.sin(angle))
     position = torch.remainder(torch.angle(z) * n / (2 * math.pi), n)
     return torch.where(z.abs() > 0, position, torch.full_like(position, math.nan))
@@ -156,15 +157,16 @@ class TransformationTask(Task):
         }
         return torch.cat(bumps, dim=1), labels
 
-    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
+                target: torch.Tensor) -> dict[str, torch.Tensor]:
         n = self.cfg.n
         c = predicted[:, 2 * n : 3 * n].double().clamp_min(0.0)
         error = circular_distance(decode_ring(c, n), labels["target_position"].to(c), n)
         error = torch.where(torch.isnan(error), torch.full_like(error, n / 2), error)  # silent C: worst case
         active = (c > 0.01 * c.amax(1, keepdim=True).clamp_min(1e-300)).sum(1).double()  # >= 1% of the peak
         return {
-            "decode_error": error.mean().item(),
-            "decode_error_p90": error.quantile(0.9).item(),
-            "decode_error_max": error.max().item(),
-            "output_active_units": active.mean().item(),
+            "decode_error": error.mean(),
+            "decode_error_p90": error.quantile(0.9),
+            "decode_error_max": error.max(),
+            "output_active_units": active.mean(),
         }

@@ -67,7 +67,8 @@ class WTATask(Task):
         u = torch.rand(n, self.cfg.n_excitatory, generator=generator, dtype=torch.float64)
         return self.cfg.input_low + (self.cfg.input_high - self.cfg.input_low) * u, {}
 
-    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
+                target: torch.Tensor) -> dict[str, torch.Tensor]:
         n_e = self.cfg.n_excitatory
         predicted_winner = predicted[:, :n_e].argmax(1)
         agree = predicted_winner == target[:, :n_e].argmax(1)
@@ -76,9 +77,9 @@ class WTATask(Task):
         excitatory = target[:, :n_e]
         return {
             # The inhibitory unit's large rate dominates the overall rel_error; this is the E units' own.
-            "rel_error_excitatory": ((predicted[:, :n_e] - excitatory).norm() / excitatory.norm().clamp_min(1e-300)
-                                     ).item(),
-            "winner_agreement": agree.double().mean().item(),
-            "winner_agreement_clear": agree[clear].double().mean().item() if clear.any() else float("nan"),
-            "winner_accuracy": (predicted_winner == inputs.argmax(1)).double().mean().item(),
+            "rel_error_excitatory": (predicted[:, :n_e] - excitatory).norm() / excitatory.norm().clamp_min(1e-300),
+            "winner_agreement": agree.double().mean(),
+            # Agreement among clear-margin inputs: nan (0 / 0) when there are none.
+            "winner_agreement_clear": (agree & clear).double().sum() / clear.double().sum(),
+            "winner_accuracy": (predicted_winner == inputs.argmax(1)).double().mean(),
         }
