@@ -12,8 +12,9 @@ solver class from a table), so that the window loop never asks which kind it has
 
 Host round trips per window (outside the integrator): the piecewise-linear judge makes three
 (the largest active set, which sizes the batched solve; torch.unique of the active sets; how
-many samples go on to the certificate's path check) and two more when new regions appear
-(their masks go to the CPU for the eigen-analysis and the table comes back); the smooth judge makes two (which samples are near a fixed point; their
+many samples go on to the certificate's path check) and three more when new regions appear
+(how many of them the stability screen leaves undecided or stable; their masks go to the CPU
+for the eigen-analysis; the table comes back); the smooth judge makes two (which samples are near a fixed point; their
 Jacobians' eigenvalues on the CPU).
 """
 
@@ -96,7 +97,7 @@ class PiecewiseLinearJudge:
         # x* must lie in the region it was solved for: a unit a hair above threshold whose
         # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
         consistent = candidates & torch.isfinite(fixed).all(-1) & ((fixed > 0) == active_units).all(-1)
-        rows = self._rows(states, consistent)
+        rows = self._rows(states, consistent, width)
         table = self.table
         block = max(1, self.work_elements // (n * max(table.width, GRID)))
         pieces = range(0, len(states), block)
@@ -119,7 +120,7 @@ class PiecewiseLinearJudge:
         return judge(self.network, fixed, states, drive, stable, unstable, certified, margin, consistent,
                      self.options)
 
-    def _rows(self, states: torch.Tensor, consistent: torch.Tensor) -> torch.Tensor:
+    def _rows(self, states: torch.Tensor, consistent: torch.Tensor, width: int) -> torch.Tensor:
         """Each state's row in the region table, analysing the regions met for the first time.
         Samples whose region holds no fixed point of theirs share one empty placeholder region
         (key -1), whose verdict `consistent` already decides."""
@@ -138,11 +139,12 @@ class PiecewiseLinearJudge:
             sample_of = torch.empty(len(unique), dtype=torch.long, device=keys.device)
             sample_of[inverse[known:]] = torch.arange(len(keys), device=keys.device)
             masks = (states[sample_of[new_ids]] > 0) & (unique[new_ids] != -1).all(-1, keepdim=True)
-            new = analyse_regions(self.network, masks, unique[new_ids], states.dtype, self.options.stability_margin)
+            new = analyse_regions(self.network, masks, unique[new_ids], states.dtype, self.options.stability_margin,
+                                  width)
             self.regions_analysed += n_new
             if self.table is not None and _bytes(self.table) + _bytes(new) > self.table_bytes:
                 self.table = None  # full: start again from this window's regions
-                return self._rows(states, consistent)
+                return self._rows(states, consistent, width)
             self.table = new if self.table is None else RegionTable.concat(self.table, new)
             slot[new_ids] = torch.arange(known, known + n_new, device=keys.device)
         return slot[inverse[known:]]

@@ -113,24 +113,93 @@ def pack_active_sets(states: torch.Tensor) -> torch.Tensor:
     return (active.view(len(states), words, _BITS_PER_WORD) * weights).sum(-1)
 
 
-def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
-                    stability_margin: float) -> RegionTable:
-    """Analyse regions given as boolean (G, N) masks, all at once; the table lands on `keys`' device.
+def region_blocks(network: RecurrentNetwork, masks: torch.Tensor, width: int) -> tuple[torch.Tensor, ...]:
+    """Padded active sets (G, P), their validity (G, P) and the S blocks A = T_S^-1 (W_SS - I)
+    (G, P, P) of regions given as boolean masks, in float64 on the masks' device; the padding
+    is a decoupled dummy unit with eigenvalue -1."""
+    weights = network.weights.to(masks.device, torch.float64)
+    tau = network.tau.to(masks.device, torch.float64)
+    active, valid = padded_active_sets(masks, width)
+    pair = valid[:, :, None] & valid[:, None, :]
+    eye = torch.eye(width, dtype=torch.float64, device=masks.device).expand(len(masks), width, width)
+    w_ss = torch.where(pair, weights[active[:, :, None], active[:, None, :]], 0.0)
+    tau_s = torch.where(valid, tau[active], 1.0)
+    block = torch.where(pair, (w_ss - eye) / tau_s[:, :, None], torch.where(eye.bool(), _DUMMY_EIGENVALUE, 0.0))
+    return active, valid, block
 
-    The eigen-analysis runs on the CPU in float64 (batched eig is slow on GPUs and LAPACK's is
-    exact enough); only the finished table is sent to the device, in the solver's dtype."""
+
+def screen_stability(blocks: torch.Tensor, stability_margin: float, squarings: int = 16) -> torch.Tensor:
+    """Decide, on the blocks' device and without an eigensolver, which blocks A are certainly
+    stable (+1) or certainly unstable (-1); 0: undecided (they go to the eigensolver).
+
+    With M = exp(A T), rho(M) = exp(T max Re(lambda)) and |tr M| / P <= rho(M) <= ||M||_inf, so
+    log||M|| / T bounds max Re(lambda) from above and log(|tr M| / P) / T from below. M is formed
+    once (matrix_exp at T = h = 1 / ||A||) and squared, renormalised each time, up to T = 2^16 h."""
+    g, p = blocks.shape[:2]
+    h = 1.0 / blocks.abs().sum(-1).amax(-1).clamp_min(1e-12)
+    power = torch.linalg.matrix_exp(blocks * h[:, None, None])
+    log_scale = torch.zeros(g, dtype=blocks.dtype, device=blocks.device)
+    verdict = torch.zeros(g, dtype=torch.int8, device=blocks.device)
+    horizon = h.clone()
+    for _ in range(squarings + 1):
+        norm = power.abs().sum(-1).amax(-1)
+        trace = power.diagonal(dim1=-2, dim2=-1).sum(-1).abs()
+        upper = (log_scale + torch.log(norm)) / horizon
+        lower = (log_scale + torch.log(trace / p)) / horizon
+        verdict = torch.where((verdict == 0) & (upper < -stability_margin), 1, verdict)
+        verdict = torch.where((verdict == 0) & (lower >= -stability_margin), -1, verdict)
+        power = power / norm.clamp_min(1e-300)[:, None, None]
+        power = power @ power
+        log_scale = 2 * (log_scale + torch.log(norm.clamp_min(1e-300)))
+        horizon = 2 * horizon
+    return verdict.to(torch.int8)
+
+
+def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
+                    stability_margin: float, width: int) -> RegionTable:
+    """Analyse regions given as boolean (G, N) masks (at most `width` active units each), all at
+    once; the table lands on `keys`' device.
+
+    Regions shown unstable by `screen_stability` (on the device) need nothing more: they never
+    certify. The others get an eigen-analysis on the CPU in float64 (batched eig is slow on
+    GPUs), and only the finished table is sent to the device, in the solver's dtype."""
+    verdict = screen_stability(region_blocks(network, masks, width)[2], stability_margin)
+    needs_eigensolver = verdict >= 0
+    n_eig = int(needs_eigensolver.sum())  # host round trip
+    order = torch.argsort((~needs_eigensolver).to(torch.int8), stable=True)
+    unstable = _unstable_rows(keys[order[n_eig:]], network.n_units, dtype)
+    if n_eig == 0:
+        return unstable
+    studied = _eigen_analysis(network, masks[order[:n_eig]], keys[order[:n_eig]], dtype, stability_margin)
+    return RegionTable.concat(studied, unstable).select(torch.argsort(order))
+
+
+def _unstable_rows(keys: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTable:
+    """Table rows for regions known to be unstable: nothing to certify, max_real = +inf."""
+    g, device = len(keys), keys.device
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    zeros = torch.zeros(g, 1, 1, dtype=complex_dtype, device=device)
+    return RegionTable(keys, torch.zeros(g, 1, dtype=torch.long, device=device),
+                       torch.zeros(g, 1, dtype=torch.bool, device=device),
+                       torch.full((g,), math.inf, dtype=dtype, device=device),
+                       torch.zeros(g, dtype=torch.bool, device=device), torch.full((g,), math.inf, dtype=dtype,
+                                                                                   device=device),
+                       torch.full((g, 1), _DUMMY_EIGENVALUE, dtype=complex_dtype, device=device),
+                       zeros + 1, zeros, torch.zeros(g, n, 1, dtype=complex_dtype, device=device),
+                       torch.zeros(g, n, 1, dtype=complex_dtype, device=device),
+                       torch.zeros(g, dtype=dtype, device=device))
+
+
+def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
+                    stability_margin: float) -> RegionTable:
+    """Eigenvalues (all regions) and eigenvectors, coupling and decay (stable regions) on the CPU."""
     device = keys.device
     weights = network.weights.detach().cpu().double()
     tau = network.tau.detach().cpu().double()
     masks = masks.cpu()
     g, n = masks.shape
     width = max(1, int(masks.sum(1).max()) if g else 1)
-    active, valid = padded_active_sets(masks, width)
-    pair = valid[:, :, None] & valid[:, None, :]
-    eye = torch.eye(width, dtype=torch.float64).expand(g, width, width)
-    system = eye - torch.where(pair, weights[active[:, :, None], active[:, None, :]], 0.0)
-    tau_s = torch.where(valid, tau[active], 1.0)
-    block = torch.where(pair, -system / tau_s[:, :, None], torch.where(eye.bool(), _DUMMY_EIGENVALUE, 0.0))
+    active, valid, block = region_blocks(network, masks, width)
     # Eigenvalues of every region first (the cheap test that rules out unstable ones), then the
     # eigenvectors of the stable ones only, which the certificate needs.
     values = _eig(block, vectors=False)[0]
@@ -198,8 +267,7 @@ def _eig(blocks: torch.Tensor, vectors: bool) -> tuple[torch.Tensor, torch.Tenso
 def max_real_parts(network: RecurrentNetwork, masks: torch.Tensor) -> torch.Tensor:
     """Largest real eigenvalue part of each region's S block (G,), float64 on the CPU."""
     masks = masks.cpu()
-    keys = pack_active_sets(masks.double())
-    return analyse_regions(network, masks, keys, torch.float64, 0.0).max_real
+    return _eigen_analysis(network, masks, pack_active_sets(masks.double()), torch.float64, 0.0).max_real
 
 
 def padded_active_sets(masks: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
