@@ -155,8 +155,10 @@ def test_region_solution_matches_integration_while_inside_the_region(task_name):
     reference = odeint(lambda t, x: network.velocity(x, drive), start, times, rtol=1e-10, atol=1e-12)
     assert ((reference > 0) == (start > 0)).all(), "a perturbed trajectory left its region"
     # One table for the four regions (padded to the widest): the padding must not change anything.
-    table = analyse_regions(network, start > 0, pack_active_sets(start), torch.float64, 0.0, network.n_units)
-    rows = torch.arange(len(inputs))
+    table, studied, unstable = analyse_regions(network, start > 0, pack_active_sets(start), torch.float64, 0.0,
+                                               network.n_units)
+    assert len(unstable) == 0, "every settled state's region is stable"
+    rows = torch.argsort(studied)
     fixed = active_set_fixed_points(network, drive, table.active, table.valid)
     path = region_trajectory(network, table, rows, start, fixed, times.expand(len(inputs), -1))
     torch.testing.assert_close(path - fixed[:, None], reference.transpose(0, 1) - fixed[:, None], atol=1e-9,

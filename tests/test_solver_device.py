@@ -171,7 +171,9 @@ def test_window_updates_keep_every_tensor_on_the_device():
     cpu_network = wta_network(WTAConfig(n_excitatory=4, self_excitation=0.5))
     cpu_states = torch.rand(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     # The region table is analysed on the CPU (as in the solver), then moved to the device.
-    cpu_table = analyse_regions(cpu_network, cpu_states > 0, pack_active_sets(cpu_states), torch.float64, 1e-9, 5)
+    cpu_table, studied, _ = analyse_regions(cpu_network, cpu_states > 0, pack_active_sets(cpu_states), torch.float64,
+                                            1e-9, 5)
+    assert len(studied) == len(cpu_states)  # a soft WTA: every region is stable
     options = SolverOptions()
     network, table, states = moved(cpu_network, "meta"), moved(cpu_table, "meta"), cpu_states.to("meta")
     drive = network.drive(states[:, :4])

@@ -31,13 +31,16 @@ from rnn_ff.network import RecurrentNetwork
 from rnn_ff.solver.options import SolverOptions
 from rnn_ff.solver.regions import (
     GRID,
+    NO_REGION,
     RegionTable,
     analyse_regions,
     exact_fixed_points,
+    key_words,
     max_real_parts,
     active_set_fixed_points,
     pack_active_sets,
     padded_active_sets,
+    placeholder_row,
     settling_horizon,
     single_threaded_lapack,
     stays_in_region,
@@ -80,9 +83,12 @@ class PiecewiseLinearJudge:
     def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float) -> None:
         self.network, self.options = network, options
         self.time_limit = options.certify_horizon * time_unit
-        self.table: RegionTable | None = None
+        device, n = network.weights.device, network.n_units
+        self.placeholder = placeholder_row(torch.full((key_words(n),), NO_REGION, device=device), n,
+                                           network.weights.dtype)
+        self.table = self.placeholder  # row 0; then the regions that passed the eigen-analysis
+        self.unstable_keys = torch.zeros(0, key_words(n), dtype=torch.long, device=device)  # all map to row 0
         self.regions_analysed = 0
-        device = network.weights.device
         self.table_bytes, self.work_elements = _budgets(device)
 
     def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
@@ -122,32 +128,35 @@ class PiecewiseLinearJudge:
 
     def _rows(self, states: torch.Tensor, consistent: torch.Tensor, width: int) -> torch.Tensor:
         """Each state's row in the region table, analysing the regions met for the first time.
-        Samples whose region holds no fixed point of theirs share one empty placeholder region
-        (key -1), whose verdict `consistent` already decides."""
-        keys = torch.where(consistent[:, None], pack_active_sets(states), -1)
-        known = 0 if self.table is None else len(self.table)
-        all_keys = keys if self.table is None else torch.cat([self.table.keys, keys])
+        Samples whose region holds no fixed point of theirs, or is known to be unstable, get
+        row 0, the placeholder (their verdict needs no more: `consistent` or +inf max_real)."""
+        keys = torch.where(consistent[:, None], pack_active_sets(states), NO_REGION)
+        n_table, n_unstable, device = len(self.table), len(self.unstable_keys), keys.device
+        all_keys = torch.cat([self.table.keys, self.unstable_keys, keys])
         unique, inverse = torch.unique(all_keys, dim=0, return_inverse=True)  # host round trip
-        n_new = len(unique) - known
-        slot = torch.empty(len(unique), dtype=torch.long, device=keys.device)
-        if known:
-            slot[inverse[:known]] = torch.arange(known, device=keys.device)
+        n_known = n_table + n_unstable
+        row = torch.zeros(len(unique), dtype=torch.long, device=device)  # unstable ones stay at 0
+        row[inverse[:n_table]] = torch.arange(n_table, device=device)
+        n_new = len(unique) - n_known
         if n_new:
-            is_new = torch.ones(len(unique), dtype=torch.bool, device=keys.device)
-            is_new[inverse[:known]] = False
+            is_new = torch.ones(len(unique), dtype=torch.bool, device=device)
+            is_new[inverse[:n_known]] = False
             new_ids = torch.argsort((~is_new).to(torch.int8), stable=True)[:n_new]
-            sample_of = torch.empty(len(unique), dtype=torch.long, device=keys.device)
-            sample_of[inverse[known:]] = torch.arange(len(keys), device=keys.device)
-            masks = (states[sample_of[new_ids]] > 0) & (unique[new_ids] != -1).all(-1, keepdim=True)
-            new = analyse_regions(self.network, masks, unique[new_ids], states.dtype, self.options.stability_margin,
-                                  width)
+            sample_of = torch.empty(len(unique), dtype=torch.long, device=device)
+            sample_of[inverse[n_known:]] = torch.arange(len(keys), device=device)
+            table, studied, unstable = analyse_regions(self.network, states[sample_of[new_ids]] > 0, unique[new_ids],
+                                                       states.dtype, self.options.stability_margin, width)
             self.regions_analysed += n_new
-            if self.table is not None and _bytes(self.table) + _bytes(new) > self.table_bytes:
-                self.table = None  # full: start again from this window's regions
+            stored = _bytes(self.table) + self.unstable_keys.numel() * 8
+            if stored + (0 if table is None else _bytes(table)) > self.table_bytes and n_known > 1:
+                self.table = self.placeholder  # full: start again from this window's regions
+                self.unstable_keys = self.unstable_keys[:0]
                 return self._rows(states, consistent, width)
-            self.table = new if self.table is None else RegionTable.concat(self.table, new)
-            slot[new_ids] = torch.arange(known, known + n_new, device=keys.device)
-        return slot[inverse[known:]]
+            if table is not None:
+                self.table = RegionTable.concat(self.table, table)
+                row[new_ids[studied]] = torch.arange(n_table, n_table + len(studied), device=device)
+            self.unstable_keys = torch.cat([self.unstable_keys, unique[new_ids[unstable]]])
+        return row[inverse[n_known:]]
 
     def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
         """The converged samples' fixed points solved on their own region (batch-independent, to

@@ -38,6 +38,7 @@ from rnn_ff.network import RecurrentNetwork
 GRID = 48  # time points of the certificate's sign check
 _DUMMY_EIGENVALUE = -1.0
 _BITS_PER_WORD = 62  # active-set bits packed per int64 key word (sign bit unused)
+NO_REGION = -1  # the key word of the placeholder row
 
 
 @dataclass
@@ -103,10 +104,14 @@ def _embed(matrices: torch.Tensor, width: int) -> torch.Tensor:
     return out
 
 
+def key_words(n: int) -> int:
+    return max(1, -(-n // _BITS_PER_WORD))
+
+
 def pack_active_sets(states: torch.Tensor) -> torch.Tensor:
     """(B, N) states -> (B, words) int64 keys of their active sets (x > 0), on the same device."""
     n = states.shape[1]
-    words = max(1, -(-n // _BITS_PER_WORD))
+    words = key_words(n)
     active = torch.zeros(len(states), words * _BITS_PER_WORD, dtype=torch.int64, device=states.device)
     active[:, :n] = states > 0
     weights = 2 ** torch.arange(_BITS_PER_WORD, dtype=torch.int64, device=states.device)
@@ -156,38 +161,39 @@ def screen_stability(blocks: torch.Tensor, stability_margin: float, squarings: i
 
 
 def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
-                    stability_margin: float, width: int) -> RegionTable:
+                    stability_margin: float, width: int) -> tuple[RegionTable | None, torch.Tensor, torch.Tensor]:
     """Analyse regions given as boolean (G, N) masks (at most `width` active units each), all at
-    once; the table lands on `keys`' device.
+    once. Returns the table of those that may be stable (on `keys`' device), their positions
+    among the G, and the positions of the others, which are certainly unstable.
 
     Regions shown unstable by `screen_stability` (on the device) need nothing more: they never
     certify. The others get an eigen-analysis on the CPU in float64 (batched eig is slow on
     GPUs), and only the finished table is sent to the device, in the solver's dtype."""
     verdict = screen_stability(region_blocks(network, masks, width)[2], stability_margin)
-    needs_eigensolver = verdict >= 0
-    n_eig = int(needs_eigensolver.sum())  # host round trip
-    order = torch.argsort((~needs_eigensolver).to(torch.int8), stable=True)
-    unstable = _unstable_rows(keys[order[n_eig:]], network.n_units, dtype)
-    if n_eig == 0:
-        return unstable
-    studied = _eigen_analysis(network, masks[order[:n_eig]], keys[order[:n_eig]], dtype, stability_margin)
-    return RegionTable.concat(studied, unstable).select(torch.argsort(order))
+    may_be_stable = verdict >= 0
+    n_studied = int(may_be_stable.sum())  # host round trip
+    order = torch.argsort((~may_be_stable).to(torch.int8), stable=True)
+    studied, unstable = order[:n_studied], order[n_studied:]
+    if not n_studied:
+        return None, studied, unstable
+    return _eigen_analysis(network, masks[studied], keys[studied], dtype, stability_margin), studied, unstable
 
 
-def _unstable_rows(keys: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTable:
-    """Table rows for regions known to be unstable: nothing to certify, max_real = +inf."""
-    g, device = len(keys), keys.device
+def placeholder_row(key: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTable:
+    """A one-row table that certifies nothing and counts as unstable (max_real = +inf): the row
+    of every sample whose region is unstable or holds no fixed point of that sample."""
+    device = key.device
     complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    zeros = torch.zeros(g, 1, 1, dtype=complex_dtype, device=device)
-    return RegionTable(keys, torch.zeros(g, 1, dtype=torch.long, device=device),
-                       torch.zeros(g, 1, dtype=torch.bool, device=device),
-                       torch.full((g,), math.inf, dtype=dtype, device=device),
-                       torch.zeros(g, dtype=torch.bool, device=device), torch.full((g,), math.inf, dtype=dtype,
-                                                                                   device=device),
-                       torch.full((g, 1), _DUMMY_EIGENVALUE, dtype=complex_dtype, device=device),
-                       zeros + 1, zeros, torch.zeros(g, n, 1, dtype=complex_dtype, device=device),
-                       torch.zeros(g, n, 1, dtype=complex_dtype, device=device),
-                       torch.zeros(g, dtype=dtype, device=device))
+    zeros = torch.zeros(1, 1, 1, dtype=complex_dtype, device=device)
+    return RegionTable(key[None], torch.zeros(1, 1, dtype=torch.long, device=device),
+                       torch.zeros(1, 1, dtype=torch.bool, device=device),
+                       torch.full((1,), math.inf, dtype=dtype, device=device),
+                       torch.zeros(1, dtype=torch.bool, device=device),
+                       torch.full((1,), math.inf, dtype=dtype, device=device),
+                       torch.full((1, 1), _DUMMY_EIGENVALUE, dtype=complex_dtype, device=device), zeros + 1, zeros,
+                       torch.zeros(1, n, 1, dtype=complex_dtype, device=device),
+                       torch.zeros(1, n, 1, dtype=complex_dtype, device=device),
+                       torch.zeros(1, dtype=dtype, device=device))
 
 
 def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
