@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 from rnn_ff import solve_fixed_points, wta_network, WTAConfig
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.solver import max_real_eigenvalue, solve
+from rnn_ff.solver import SolverOptions, max_real_eigenvalue, solve
 
 
 def three_cycle(eps: float = 0.25, delta: float = 0.5) -> torch.Tensor:
@@ -101,6 +101,18 @@ def test_float32_solve_agrees_with_float64():
     single = solve(network, inputs, dtype=torch.float32)
     assert single.converged.all()
     assert ((single.rates.double() - exact.rates).abs().max() / exact.rates.abs().max()) < 1e-4
+
+
+def test_float32_integration_gives_the_exact_float64_answers():
+    """integration_dtype=float32 (for GPUs with slow float64): the trajectory only has to reach
+    the right region, and the answer is solved there in float64, so it is the same to the bit."""
+    network = wta_network(WTAConfig(n_excitatory=8, self_excitation=1.2))
+    inputs = torch.rand(64, 8, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    exact = solve(network, inputs)
+    mixed = solve(network, inputs, SolverOptions(integration_dtype="float32"))
+    assert exact.converged.all() and mixed.converged.all()
+    assert mixed.states.dtype == torch.float64
+    assert torch.equal(mixed.states, exact.states)
 
 
 def test_tanh_network_is_polished_by_newton():
