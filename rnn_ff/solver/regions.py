@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -55,8 +55,9 @@ class RegionTable:
     vectors: torch.Tensor  # (G, P, P) complex V
     inverse_vectors: torch.Tensor  # (G, P, P) complex V^-1 (0 where not certifiable)
     coupling: torch.Tensor  # (G, N, P) complex Q / (1 + tau_i lambda_k) on inactive rows; 0 where resonant
-    resonant_coupling: torch.Tensor  # (G, N, P) complex Q / tau_i where 1 + tau_i lambda_k = 0, else 0
     resonant_factor: torch.Tensor  # (G,) 2 / (e |max_real|) if the region has a resonance, else 0
+    # (G, N, P) complex Q / tau_i where 1 + tau_i lambda_k = 0, else 0; None: no region has a resonance
+    resonant_coupling: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -65,11 +66,8 @@ class RegionTable:
     def width(self) -> int:
         return self.active.shape[1]
 
-    def elements(self) -> int:
-        return sum(getattr(self, f.name).numel() for f in fields(self))
-
     def select(self, rows: torch.Tensor) -> RegionTable:
-        return RegionTable(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+        return RegionTable(**{name: None if value is None else value[rows] for name, value in vars(self).items()})
 
     def padded(self, width: int) -> RegionTable:
         """The same regions, padded with dummy units to `width` >= P."""
@@ -84,15 +82,23 @@ class RegionTable:
             self.keys, torch.cat([self.active, torch.zeros_like(self.active[:, :1]).expand(g, extra)], 1),
             torch.cat([self.valid, torch.zeros_like(self.valid[:, :1]).expand(g, extra)], 1), self.max_real,
             self.certifiable, self.decay, torch.cat([self.eigenvalues, dummy], 1), vectors, inverse,
-            torch.cat([self.coupling, zeros], 2), torch.cat([self.resonant_coupling, zeros], 2),
-            self.resonant_factor)
+            torch.cat([self.coupling, zeros], 2), self.resonant_factor,
+            None if self.resonant_coupling is None else torch.cat([self.resonant_coupling, zeros], 2))
 
     @staticmethod
     def concat(first: RegionTable, second: RegionTable) -> RegionTable:
         width = max(first.width, second.width)
         first, second = first.padded(width), second.padded(width)
-        return RegionTable(**{f.name: torch.cat([getattr(first, f.name), getattr(second, f.name)])
-                              for f in fields(first)})
+        if (first.resonant_coupling is None) != (second.resonant_coupling is None):
+            first, second = first.with_resonant_coupling(), second.with_resonant_coupling()
+        return RegionTable(**{name: None if value is None else torch.cat([value, getattr(second, name)])
+                              for name, value in vars(first).items()})
+
+    def with_resonant_coupling(self) -> RegionTable:
+        """The same table with an explicit (zero where absent) resonant coupling."""
+        if self.resonant_coupling is not None:
+            return self
+        return RegionTable(**{**vars(self), "resonant_coupling": torch.zeros_like(self.coupling)})
 
 
 def _embed(matrices: torch.Tensor, width: int) -> torch.Tensor:
@@ -192,7 +198,6 @@ def placeholder_row(key: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTabl
                        torch.full((1,), math.inf, dtype=dtype, device=device),
                        torch.full((1, 1), _DUMMY_EIGENVALUE, dtype=complex_dtype, device=device), zeros + 1, zeros,
                        torch.zeros(1, n, 1, dtype=complex_dtype, device=device),
-                       torch.zeros(1, n, 1, dtype=complex_dtype, device=device),
                        torch.zeros(1, dtype=dtype, device=device))
 
 
@@ -246,7 +251,7 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
 
     return RegionTable(keys, active.to(device), valid.to(device), real(max_real),
                        certifiable.to(device), real(decay), cplx(values), cplx(vectors), cplx(inverse),
-                       cplx(coupling), cplx(resonant_coupling), real(resonant_factor))
+                       cplx(coupling), real(resonant_factor), cplx(resonant_coupling) if has_resonance.any() else None)
 
 
 def _eig(blocks: torch.Tensor, vectors: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -328,8 +333,9 @@ def settling_horizon(table: RegionTable, rows: torch.Tensor, states: torch.Tenso
     e0 = states - fixed
     size = modal_coordinates(table, rows, e0).abs().to(states.dtype)[:, :, None]
     bound_s = (table.vectors[rows].abs() @ size)[:, :, 0]
-    bound_r = (torch.where(active_units, 0.0, e0.abs()) + 2.0 * (table.coupling[rows].abs() @ size)[:, :, 0]
-               + table.resonant_factor[rows, None] * (table.resonant_coupling[rows].abs() @ size)[:, :, 0])
+    bound_r = torch.where(active_units, 0.0, e0.abs()) + 2.0 * (table.coupling[rows].abs() @ size)[:, :, 0]
+    if table.resonant_coupling is not None:
+        bound_r = bound_r + table.resonant_factor[rows, None] * (table.resonant_coupling[rows].abs() @ size)[:, :, 0]
     bound = torch.maximum(bound_s.amax(-1), bound_r.amax(-1))
     horizon = torch.log((bound / margin.clamp_min(1e-300)).clamp_min(1.0)) / -table.decay[rows]
     return torch.where(table.certifiable[rows] & (margin > 0), horizon, math.inf)
@@ -360,8 +366,9 @@ def region_trajectory(network: RecurrentNetwork, table: RegionTable, rows: torch
     e_s = (modes @ table.vectors[rows].transpose(1, 2)).real  # (B, T, P)
     relax = torch.exp(-times[..., None] / network.tau)  # (B, T, N)
     coupling = table.coupling[rows].transpose(1, 2)  # (B, P, N)
-    e_r = (relax * e0[:, None, :] + (modes @ coupling).real - relax * (c[:, None, :] @ coupling).real
-           + times[..., None] * (modes @ table.resonant_coupling[rows].transpose(1, 2)).real)
+    e_r = relax * e0[:, None, :] + (modes @ coupling).real - relax * (c[:, None, :] @ coupling).real
+    if table.resonant_coupling is not None:
+        e_r = e_r + times[..., None] * (modes @ table.resonant_coupling[rows].transpose(1, 2)).real
     placement = _placement(table, rows, states.shape[1], states.dtype)
     e = torch.where(states[:, None, :] > 0, 0.0, e_r) + e_s @ placement
     return fixed[:, None, :] + e
