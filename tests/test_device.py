@@ -32,13 +32,6 @@ GPU = torch.device("cuda")
 N_INPUTS, N_UNITS = 4, 5
 
 
-class _NoOpCudaGuard(torch._C._acc.DeviceGuard):
-    """torch's Python-defined device guard, which does nothing, for the device type named here."""
-
-    def type_(self):
-        return torch._C._autograd.DeviceType.CUDA
-
-
 @functools.cache
 def _lend_cuda_device_guard() -> None:
     """Give a CPU-only build of torch the no-op CUDA device guard that its CUDA build installs
@@ -49,7 +42,14 @@ def _lend_cuda_device_guard() -> None:
     in the CUDA slot of c10's guard registry. It stays for the rest of the process, harmlessly:
     torch.cuda.is_available() is still false, and real CUDA tensors still cannot be made."""
     device_type = torch._C._autograd.DeviceType
-    if not torch._C._acc.register_python_privateuseone_device_guard(_NoOpCudaGuard()):
+
+    class NoOpCudaGuard(torch._C._acc.DeviceGuard):  # defined here: CUDA builds of torch may lack _acc
+        """torch's Python-defined device guard, which does nothing, for the device type named here."""
+
+        def type_(self):
+            return device_type.CUDA
+
+    if not torch._C._acc.register_python_privateuseone_device_guard(NoOpCudaGuard()):
         raise RuntimeError("another PrivateUse1 device guard is registered in this process")
     c10 = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libc10.so"))
     slots = ctypes.c_void_p * (int(device_type.PrivateUse1) + 1)
