@@ -33,6 +33,17 @@ TINY_RUN = [
 ]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` stay in every run, so that a CPU run shows them as skipped (with the
+    reason) instead of silently leaving them out; they run where a GPU is."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is false on this machine")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 def compose_config(tmp_path: Path, overrides: list[str]) -> DictConfig:
     """The train config as Hydra would build it, with every path under tmp_path."""
     register_configs()
@@ -53,9 +64,9 @@ def tiny_wta(tmp_path: Path) -> DictConfig:
 
 
 def run_script(args: list[str], cwd: Path = PROJECT_ROOT, timeout: float = 300, check: bool = True,
-               **popen) -> subprocess.CompletedProcess:
-    """Run a project script in a fresh interpreter, as a user would."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
+               extra_env: dict[str, str] | None = None, **popen) -> subprocess.CompletedProcess:
+    """Run a project script in a fresh interpreter, as a user would (`extra_env` added to this one's)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(extra_env or {})}
     result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=timeout, **popen)
     if check and result.returncode != 0:
