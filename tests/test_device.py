@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch._subclasses.fake_tensor import FakeTensorDeviceMismatchError, FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 import rnn_ff.checkpoint
 from rnn_ff.checkpoint import load_approximator, load_checkpoint, save_checkpoint
@@ -118,7 +118,7 @@ def tensors_in(tree) -> list[torch.Tensor]:
 
 def test_the_fake_gpu_refuses_to_mix_devices_as_a_gpu_does(fake_gpu):
     with fake_gpu:
-        with pytest.raises(FakeTensorDeviceMismatchError):
+        with pytest.raises(RuntimeError, match="(?i)device"):  # FakeTensorDeviceMismatchError (torch >= 2.12)
             torch.ones(3, 4) / torch.ones((), device="cuda")
         assert (torch.ones(3, 4, device="cuda") / torch.ones(())).device.type == "cuda"
 
