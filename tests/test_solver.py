@@ -203,3 +203,47 @@ def test_unit_a_hair_above_threshold_is_not_taken_for_settled():
     weights[3, 3], weights[3, 5] = 3.0, 1.63478156e-251
     inputs = torch.tensor([[0, 0, 0, 0, 0, 0.001]], dtype=torch.float64)
     assert solve_fixed_points(weights, inputs).status == ["diverged"]
+
+
+def test_the_stability_screen_never_calls_a_stable_non_normal_block_unstable():
+    """The screen squares exp(A h); rounding grows with non-normality and once made stable blocks
+    look unstable (found in review). Stable blocks with strong transient growth must never be
+    flagged; clearly unstable ones should be."""
+    from rnn_ff.solver.regions import certainly_unstable
+
+    generator = torch.Generator().manual_seed(1)
+    stable, unstable = [], []
+    for trial in range(200):
+        p = 2 + trial % 7
+        scale = [1.0, 3.0, 10.0, 30.0][trial % 4]
+        decay = -0.01 - 0.5 * torch.rand(p, generator=generator, dtype=torch.float64)
+        upper = torch.triu(torch.randn(p, p, generator=generator, dtype=torch.float64) * scale, 1)
+        rotation, _ = torch.linalg.qr(torch.randn(p, p, generator=generator, dtype=torch.float64))
+        stable.append(rotation @ (upper + torch.diag(decay)) @ rotation.T)
+        growth = decay.clone()
+        growth[trial % p] = 0.05 + 0.5 * torch.rand((), generator=generator, dtype=torch.float64)
+        unstable.append(rotation @ (upper / scale + torch.diag(growth)) @ rotation.T)
+    assert not any(certainly_unstable(block[None], 1e-9).item() for block in stable)
+    # An unstable block left undecided only costs an eigensolver call; most must be caught.
+    assert sum(certainly_unstable(block[None], 1e-9).item() for block in unstable) >= 0.95 * len(unstable)
+
+
+def test_a_stable_strongly_non_normal_network_converges_from_rest():
+    """W - I is stable (max Re eig -0.055) with eigenvector condition ~1e7; found in review, where
+    the screen's rounding turned its region 'unstable' and the sample timed out."""
+    weights = torch.tensor([[-0.9609631826610618, -28.384416219748445, 7.481866917091603, 24.65373291045202],
+                            [-9.249933662592687, 10.871156713192136, 2.201798563206149, -5.2205515235231035],
+                            [0.07484764044776693, -29.193814248127733, -23.434228172502536, 53.28446414980338],
+                            [-5.981686237506133, -1.693444322782553, -9.979632341008653, 16.654858209012165]],
+                           dtype=torch.float64)
+    drive = torch.tensor([[0.04144308145246711, 0.055481990187672636, 0.04828028577822607, 0.05242882472344057]],
+                         dtype=torch.float64)
+    result = solve_fixed_points(weights, drive)
+    assert result.status == ["converged"] and result.residual.item() <= 1e-12
+
+
+def test_a_saddle_is_never_a_target_with_float32_integration():
+    """A float32 trajectory jitters about a saddle at the integrator's tolerance (~1e-4), far from
+    the 1e-9 that `unstable` asks for: such an input ends `timeout`, and never `converged`."""
+    inputs = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
+    assert solve_fixed_points(three_cycle(), inputs, integration_dtype="float32", max_time=60).status == ["timeout"]

@@ -148,12 +148,12 @@ class PiecewiseLinearJudge:
             sample_of[inverse[n_known:]] = torch.arange(len(keys), device=device)
             table, studied, unstable = analyse_regions(self.network, states[sample_of[new_ids]] > 0, unique[new_ids],
                                                        states.dtype, self.options.stability_margin, width)
-            self.regions_analysed += n_new
             stored = _bytes(self.table) + self.unstable_keys.numel() * 8
             if stored + (0 if table is None else _bytes(table)) > self.table_bytes and n_known > 1:
                 self.table = self.placeholder  # full: start again from this window's regions
                 self.unstable_keys = self.unstable_keys[:0]
                 return self._rows(states, consistent, width)
+            self.regions_analysed += n_new
             if table is not None:
                 self.table = RegionTable.concat(self.table, table)
                 row[new_ids[studied]] = torch.arange(n_table, n_table + len(studied), device=device)
@@ -161,8 +161,8 @@ class PiecewiseLinearJudge:
         return row[inverse[n_known:]]
 
     def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
-        """The converged samples' fixed points solved on their own region (batch-independent, to
-        the last bit), where that solve passes the same checks; run once per chunk."""
+        """The converged samples' fixed points solved on their own region (on the CPU independent of
+        the batch, to the last bit), where that solve passes the same checks; run once per chunk."""
         index = converged.nonzero().squeeze(1)
         if not len(index):
             return states

@@ -42,7 +42,9 @@ class SolverOptions:
     newton_steps: int = 20  # polish iterations for smooth activations
     chunk_size: Optional[int] = None  # samples integrated together; None: from the device's free memory
     # None: integrate in the answer's dtype. "float32": integrate in float32 and polish and certify
-    # in the answer's dtype (for GPUs whose float64 is slow; the answer stays exact).
+    # in the answer's dtype (for GPUs whose float64 is slow; the answer stays exact). A float32
+    # trajectory jitters about a saddle at the integrator's tolerance, far above unstable_distance:
+    # an input that sits on one ends `timeout` rather than `unstable` (never a target either way).
     integration_dtype: Optional[str] = None
 
     def __post_init__(self) -> None:

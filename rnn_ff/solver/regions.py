@@ -18,9 +18,10 @@ and kept in a `RegionTable` on the solver's device:
 
 Regions of different sizes share one table: every block is padded to the table's width P
 with decoupled dummy units (identity rows in I - W_SS, eigenvalue -1, zero coupling), which
-leave the real block's solution and eigenvectors untouched (LAPACK's balancing isolates
-them). So one batched call serves any mix of regions, and a sample's data is a gather by
-its region's row, with no Python loop over regions and no host round trip per region.
+leave the real block's solution and eigenvectors untouched (LAPACK's balancing splits off a
+row and column that are zero off the diagonal before the QR iteration). So one batched call
+serves any mix of regions, and a sample's data is a gather by its region's row, with no
+Python loop over regions and no host round trip per region.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class RegionTable:
     keys: torch.Tensor  # (G, words) int64: the packed active set
     active: torch.Tensor  # (G, P) long: active units, then padding (index 0)
     valid: torch.Tensor  # (G, P) bool: False on padding
-    max_real: torch.Tensor  # (G,) largest real eigenvalue part of the S block (nan: eig failed)
+    max_real: torch.Tensor  # (G,) largest real eigenvalue part of the S block (nan: eig failed; +inf: row 0)
     certifiable: torch.Tensor  # (G,) bool: stable and V well conditioned
     decay: torch.Tensor  # (G,) rate beta of the bound |e(t)| <= K exp(beta t)
     eigenvalues: torch.Tensor  # (G, P) complex
@@ -139,31 +140,34 @@ def region_blocks(network: RecurrentNetwork, masks: torch.Tensor, width: int) ->
     return active, valid, block
 
 
-def screen_stability(blocks: torch.Tensor, stability_margin: float, squarings: int = 16) -> torch.Tensor:
-    """Decide, on the blocks' device and without an eigensolver, which blocks A are certainly
-    stable (+1) or certainly unstable (-1); 0: undecided (they go to the eigensolver).
+def certainly_unstable(blocks: torch.Tensor, stability_margin: float, squarings: int = 16) -> torch.Tensor:
+    """Which blocks A (G, P, P) are certainly not stable (max Re(lambda) >= -stability_margin),
+    decided on the blocks' device without an eigensolver; False means "ask the eigensolver".
 
-    With M = exp(A T), rho(M) = exp(T max Re(lambda)) and |tr M| / P <= rho(M) <= ||M||_inf, so
-    log||M|| / T bounds max Re(lambda) from above and log(|tr M| / P) / T from below. M is formed
-    once (matrix_exp at T = h = 1 / ||A||) and squared, renormalised each time, up to T = 2^16 h."""
+    With M = exp(A T), rho(M) = exp(T max Re(lambda)) >= |tr M| / P, so log(|tr M| / P) / T bounds
+    max Re(lambda) from below. M is formed once (matrix_exp at T = h = 1 / ||A||) and squared,
+    renormalised each time, up to T = 2^16 h. Squaring a non-normal M amplifies its rounding
+    errors, so a bound on the error of the computed power is carried along and taken off |tr M|
+    first: a stable but non-normal block is never called unstable."""
     g, p = blocks.shape[:2]
+    eps = torch.finfo(blocks.dtype).eps
     h = 1.0 / blocks.abs().sum(-1).amax(-1).clamp_min(1e-12)
     power = torch.linalg.matrix_exp(blocks * h[:, None, None])
+    error = torch.full((g,), 100 * p * eps, dtype=blocks.dtype, device=blocks.device)  # relative to ||power||
     log_scale = torch.zeros(g, dtype=blocks.dtype, device=blocks.device)
-    verdict = torch.zeros(g, dtype=torch.int8, device=blocks.device)
+    unstable = torch.zeros(g, dtype=torch.bool, device=blocks.device)
     horizon = h.clone()
     for _ in range(squarings + 1):
-        norm = power.abs().sum(-1).amax(-1)
-        trace = power.diagonal(dim1=-2, dim2=-1).sum(-1).abs()
-        upper = (log_scale + torch.log(norm)) / horizon
-        lower = (log_scale + torch.log(trace / p)) / horizon
-        verdict = torch.where((verdict == 0) & (upper < -stability_margin), 1, verdict)
-        verdict = torch.where((verdict == 0) & (lower >= -stability_margin), -1, verdict)
-        power = power / norm.clamp_min(1e-300)[:, None, None]
+        norm = power.abs().sum(-1).amax(-1).clamp_min(1e-300)
+        trace = power.diagonal(dim1=-2, dim2=-1).sum(-1).abs() - p * error * norm  # |tr| of the exact power, at least
+        lower = (log_scale + torch.log(trace.clamp_min(0) / p)) / horizon
+        unstable |= torch.nan_to_num(lower, nan=-math.inf) >= -stability_margin
+        power = power / norm[:, None, None]
         power = power @ power
-        log_scale = 2 * (log_scale + torch.log(norm.clamp_min(1e-300)))
+        error = (2 * error + error**2 + p * eps) / power.abs().sum(-1).amax(-1).clamp_min(1e-300)
+        log_scale = 2 * (log_scale + torch.log(norm))
         horizon = 2 * horizon
-    return verdict.to(torch.int8)
+    return unstable
 
 
 def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
@@ -172,11 +176,10 @@ def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     once. Returns the table of those that may be stable (on `keys`' device), their positions
     among the G, and the positions of the others, which are certainly unstable.
 
-    Regions shown unstable by `screen_stability` (on the device) need nothing more: they never
+    Regions shown unstable by `certainly_unstable` (on the device) need nothing more: they never
     certify. The others get an eigen-analysis on the CPU in float64 (batched eig is slow on
     GPUs), and only the finished table is sent to the device, in the solver's dtype."""
-    verdict = screen_stability(region_blocks(network, masks, width)[2], stability_margin)
-    may_be_stable = verdict >= 0
+    may_be_stable = ~certainly_unstable(region_blocks(network, masks, width)[2], stability_margin)
     n_studied = int(may_be_stable.sum())  # host round trip
     order = torch.argsort((~may_be_stable).to(torch.int8), stable=True)
     studied, unstable = order[:n_studied], order[n_studied:]
@@ -222,7 +225,7 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
         values[stable], vectors[stable] = _eig(block[stable], vectors=True)
     with single_threaded_lapack():
         condition = torch.linalg.cond(vectors)
-    certifiable = (max_real < -stability_margin) & (condition < 1e8)
+    certifiable = (max_real < -stability_margin) & (condition < 1e8) & torch.isfinite(values).all(-1)
     inverse = torch.zeros_like(vectors)
     if certifiable.any():
         with single_threaded_lapack():
@@ -310,7 +313,8 @@ def exact_fixed_points(network: RecurrentNetwork, states: torch.Tensor, drive: t
     """The fixed point of the region each state is in, solved on that region's own |S| block.
 
     Unlike a padded solve, the answer depends only on the sample, never on the width that
-    other samples' regions imposed; it is the reported answer. One batched solve per distinct
+    other samples' regions imposed; it is the reported answer (bit-identical whatever the batch
+    on the CPU; a GPU's batched LU may change its algorithm with the batch size). One batched solve per distinct
     |S| (a host round trip each), so it runs once per chunk, not per window."""
     active_units = states > 0
     sizes = active_units.sum(1)
