@@ -40,6 +40,7 @@ GRID = 48  # time points of the certificate's sign check
 _DUMMY_EIGENVALUE = -1.0
 _BITS_PER_WORD = 62  # active-set bits packed per int64 key word (sign bit unused)
 NO_REGION = -1  # the key word of the placeholder row
+_SCREEN_ELEMENTS = 2**23  # elements of one batch of blocks in the stability screen
 
 
 @dataclass
@@ -179,7 +180,9 @@ def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     Regions shown unstable by `certainly_unstable` (on the device) need nothing more: they never
     certify. The others get an eigen-analysis on the CPU in float64 (batched eig is slow on
     GPUs), and only the finished table is sent to the device, in the solver's dtype."""
-    may_be_stable = ~certainly_unstable(region_blocks(network, masks, width)[2], stability_margin)
+    rows = max(1, _SCREEN_ELEMENTS // width**2)  # bounds the (rows, P, P) blocks and their powers
+    may_be_stable = ~torch.cat([certainly_unstable(region_blocks(network, part, width)[2], stability_margin)
+                                for part in masks.split(rows)])
     n_studied = int(may_be_stable.sum())  # host round trip
     order = torch.argsort((~may_be_stable).to(torch.int8), stable=True)
     studied, unstable = order[:n_studied], order[n_studied:]
