@@ -200,7 +200,7 @@ def find_resume_checkpoint(cfg, run_dir: Path, task_name: str) -> Path | None:
     if own.is_file():
         return own
     wanted = _essential(OmegaConf.to_container(cfg, resolve=True))
-    runs = Path(cfg.paths.log_dir).glob(f"**/checkpoints/last.pt")
+    runs = Path(cfg.paths.log_dir).glob("**/checkpoints/last.pt")
     for path in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             if _essential(load_checkpoint(path, task=task_name)["config"]) == wanted:

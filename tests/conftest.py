@@ -72,3 +72,13 @@ def run_script(args: list[str], cwd: Path = PROJECT_ROOT, timeout: float = 300, 
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def three_cycle(eps: float = 0.25, delta: float = 0.5) -> torch.Tensor:
+    """DESIGN.md's combinatorial threshold-linear network on the directed cycle 0 -> 1 -> 2 -> 0:
+    driven by (1, 1.1, 0.9) it settles on a limit cycle; it has no stable fixed point."""
+    weights = torch.full((3, 3), -1 - delta, dtype=torch.float64)
+    for source, target in [(0, 1), (1, 2), (2, 0)]:
+        weights[target, source] = -1 + eps
+    weights.fill_diagonal_(0.0)
+    return weights

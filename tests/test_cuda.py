@@ -27,7 +27,7 @@ from rnn_ff.config import PROJECT_ROOT
 from rnn_ff.solver import SolverOptions, solve, solve_fixed_points
 from rnn_ff.storage import StorageError
 from rnn_ff.tasks import build_task
-from tests.conftest import TINY, TINY_RUN, compose_config, run_script
+from tests.conftest import TINY, TINY_RUN, compose_config, run_script, three_cycle
 
 pytestmark = pytest.mark.cuda
 
@@ -134,15 +134,6 @@ def test_gpu_checkpoint_exports_with_and_without_a_gpu(gpu_run, tmp_path):
         inputs = torch.rand(8, report["n_inputs"])
         with torch.no_grad():
             torch.testing.assert_close(traced(inputs), load_approximator(best)(inputs), atol=1e-5, rtol=0)
-
-
-def three_cycle(eps: float = 0.25, delta: float = 0.5) -> torch.Tensor:
-    """DESIGN.md's combinatorial threshold-linear network on the directed cycle 0 -> 1 -> 2 -> 0."""
-    weights = torch.full((3, 3), -1 - delta, dtype=torch.float64)
-    for source, target in [(0, 1), (1, 2), (2, 0)]:
-        weights[target, source] = -1 + eps
-    weights.fill_diagonal_(0.0)
-    return weights
 
 
 @pytest.mark.parametrize("weights, inputs, expected", [

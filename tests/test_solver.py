@@ -10,15 +10,7 @@ from scipy.integrate import solve_ivp
 from rnn_ff import solve_fixed_points, wta_network, WTAConfig
 from rnn_ff.network import RecurrentNetwork
 from rnn_ff.solver import SolverOptions, max_real_eigenvalue, solve
-
-
-def three_cycle(eps: float = 0.25, delta: float = 0.5) -> torch.Tensor:
-    """Combinatorial threshold-linear network on the directed cycle 0 -> 1 -> 2 -> 0."""
-    weights = torch.full((3, 3), -1 - delta, dtype=torch.float64)
-    for source, target in [(0, 1), (1, 2), (2, 0)]:
-        weights[target, source] = -1 + eps
-    weights.fill_diagonal_(0.0)
-    return weights
+from tests.conftest import three_cycle
 
 
 def test_polished_fixed_points_are_exact_and_match_a_long_tight_integration():
@@ -151,8 +143,7 @@ def test_region_solution_matches_integration_while_inside_the_region(task_name):
     """The certificate's closed form (resonant terms included) is the network's trajectory."""
     from torchdiffeq import odeint
 
-    from rnn_ff.solver.regions import (active_set_fixed_points, analyse_regions, pack_active_sets, padded_active_sets,
-                                       region_trajectory)
+    from rnn_ff.solver.regions import active_set_fixed_points, analyse_regions, pack_active_sets, region_trajectory
     from rnn_ff.tasks import TASKS, build_task
 
     task = build_task(TASKS[task_name][0]())
