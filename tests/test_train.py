@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from rnn_ff import load_approximator, load_network
 from rnn_ff.checkpoint import load_checkpoint
 from rnn_ff.config import PROJECT_ROOT
-from rnn_ff.evaluation import regression_metrics
+from rnn_ff.evaluation import numbers, regression_metrics
 from rnn_ff.storage import StorageError
 from rnn_ff.tasks import TASKS, build_task
 from rnn_ff.training import train
@@ -84,7 +84,7 @@ def test_training_reduces_error_and_logs_everything(tiny_wta):
     # The fit to the training split, for the generalisation gap: the same model on the first 96 samples.
     model = load_approximator(run / "checkpoints" / "best.pt")
     with torch.no_grad():
-        train_fit = regression_metrics(model(cache["inputs"][:96].float()).double(), cache["rates"][:96])
+        train_fit = numbers(regression_metrics(model(cache["inputs"][:96].float()).double(), cache["rates"][:96]))
     assert metrics["train/rel_error"] == pytest.approx(train_fit["rel_error"], rel=1e-6)
     assert val_error[-1] == pytest.approx(min(val_error[:12]))
     assert (run / "examples.png").stat().st_size > 0
@@ -108,7 +108,7 @@ def test_checkpoint_round_trip(tiny_wta, hidden_layers):
     test = slice(96 + 32, None)
     with torch.no_grad():
         predicted = model(cache["inputs"][test].float()).double()
-    assert regression_metrics(predicted, cache["rates"][test])["rel_error"] == pytest.approx(
+    assert numbers(regression_metrics(predicted, cache["rates"][test]))["rel_error"] == pytest.approx(
         metrics["test/rel_error"], rel=1e-6)
     assert torch.equal(network.weights, task.network.weights)
 
