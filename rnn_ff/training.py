@@ -22,6 +22,7 @@ from rnn_ff.data import FixedPointDataset, Split, load_or_generate
 from rnn_ff.evaluation import evaluate, measure_speed, numbers, plot_examples, predict, regression_metrics
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import NetworkError
+from rnn_ff.solver import SolverError
 from rnn_ff.storage import StorageError, writable_directory
 from rnn_ff.tasks import TaskConfigError, build_task
 
@@ -35,7 +36,7 @@ class TrainingError(RuntimeError):
 
 
 # Errors that describe a user's mistake or a damaged file: reported as one line.
-USER_ERRORS = (ConfigError, TaskConfigError, NetworkError, StorageError, TrainingError)
+USER_ERRORS = (ConfigError, TaskConfigError, NetworkError, StorageError, TrainingError, SolverError)
 
 
 def train(cfg) -> dict[str, float]:

@@ -9,7 +9,7 @@ from scipy.integrate import solve_ivp
 
 from rnn_ff import solve_fixed_points, wta_network, WTAConfig
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.solver import SolverOptions, max_real_eigenvalue, solve
+from rnn_ff.solver import SolverError, SolverOptions, max_real_eigenvalue, solve
 from tests.conftest import three_cycle
 
 
@@ -238,3 +238,35 @@ def test_a_saddle_is_never_a_target_with_float32_integration():
     the 1e-9 that `unstable` asks for: such an input ends `timeout`, and never `converged`."""
     inputs = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
     assert solve_fixed_points(three_cycle(), inputs, integration_dtype="float32", max_time=60).status == ["timeout"]
+
+
+def test_a_failure_every_part_of_the_batch_shares_raises_at_once_naming_the_option(monkeypatch):
+    """Too few steps allowed is not the samples' fault: one clear error after one round of quarters,
+    not 2B bisected calls and every sample labelled nonfinite."""
+    import rnn_ff.solver.integration as integration
+
+    calls = []
+    real_odeint = integration.odeint
+    monkeypatch.setattr(integration, "odeint", lambda *args, **kwargs: calls.append(1) or real_odeint(*args, **kwargs))
+    network = wta_network(WTAConfig(n_excitatory=6))
+    inputs = torch.rand(64, 6, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    with pytest.raises(SolverError, match=r"solver\.max_steps_per_window \(now 2\)"):
+        solve(network, inputs, SolverOptions(max_steps_per_window=2))
+    assert len(calls) == 5  # the batch, then its four quarters
+
+
+def test_running_out_of_memory_raises_naming_the_chunk_size(monkeypatch):
+    import rnn_ff.solver.integration as integration
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(integration, "odeint", out_of_memory)
+    with pytest.raises(SolverError, match=r"out of memory .* solver\.chunk_size"):
+        solve(wta_network(WTAConfig(n_excitatory=4)), torch.rand(8, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_fixed_step_methods_are_refused_with_the_reason(method):
+    with pytest.raises(ValueError, match=rf"solver\.method='{method}' is invalid: fixed-step methods .*dopri5"):
+        SolverOptions(method=method)

@@ -10,8 +10,9 @@ loops), multistability.py (the start-dependence probe).
 
 from rnn_ff.solver.classification import max_real_eigenvalue, polish
 from rnn_ff.solver.core import solve, solve_fixed_points
+from rnn_ff.solver.integration import SolverError
 from rnn_ff.solver.multistability import start_dependent
 from rnn_ff.solver.options import CONVERGED, STATUSES, FixedPointResult, SolverOptions
 
-__all__ = ["CONVERGED", "STATUSES", "FixedPointResult", "SolverOptions", "max_real_eigenvalue", "polish", "solve",
-           "solve_fixed_points", "start_dependent"]
+__all__ = ["CONVERGED", "STATUSES", "FixedPointResult", "SolverError", "SolverOptions", "max_real_eigenvalue", "polish",
+           "solve", "solve_fixed_points", "start_dependent"]

@@ -11,7 +11,8 @@ import torch
 STATUSES = ("converged", "unstable", "oscillating", "diverged", "timeout", "nonfinite")
 CONVERGED, UNSTABLE, OSCILLATING, DIVERGED, TIMEOUT, NONFINITE = range(len(STATUSES))
 RUNNING = -1
-# torchdiffeq's methods by name (its public `odeint(method=...)`); adaptive ones take max_num_steps.
+# torchdiffeq's adaptive methods by name (its public `odeint(method=...)`). Its fixed-step methods
+# would step on the window's few output times, not on a step of their own: they are refused.
 ADAPTIVE_METHODS = ("adaptive_heun", "bosh3", "dopri5", "dopri8", "fehlberg2")
 FIXED_STEP_METHODS = ("euler", "explicit_adams", "fixed_adams", "heun2", "heun3", "implicit_adams", "midpoint", "rk4")
 # Tolerance on the fixed-point residual |x - W f(x) - Mu - b|_inf / (1 + |x|_inf) by dtype.
@@ -54,8 +55,10 @@ class SolverOptions:
             if not ok:
                 raise ValueError(f"solver.{name}={getattr(self, name)!r} is invalid: {allowed}")
 
-        check(self.method in ADAPTIVE_METHODS + FIXED_STEP_METHODS, "method",
-              f"allowed: {sorted(ADAPTIVE_METHODS + FIXED_STEP_METHODS)}")
+        check(self.method not in FIXED_STEP_METHODS, "method",
+              "fixed-step methods would step on the window's output times, not on a step of their own; "
+              f"use an adaptive one: {list(ADAPTIVE_METHODS)}")
+        check(self.method in ADAPTIVE_METHODS, "method", f"allowed: {list(ADAPTIVE_METHODS)}")
         for name in ("rtol", "atol", "window", "max_time", "accept_distance", "unstable_distance",
                      "diverge_threshold", "certify_horizon"):
             check(math.isfinite(getattr(self, name)) and getattr(self, name) > 0, name, "must be a finite number > 0")
