@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import glob
+import logging
 import os
 import re
 import tempfile
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
+import filelock
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class StorageError(RuntimeError):
@@ -19,8 +23,17 @@ class StorageError(RuntimeError):
 
 
 def atomic_save(obj: dict, path: str | Path) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then rename over it: a reader
-    sees the old file or the new one, never a partial one, even if we are killed."""
+    """torch.save, atomically (see atomic_write)."""
+    atomic_write(path, lambda file: torch.save(obj, file))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it: a reader sees the old
+    file or the new one, never a partial one, even if we are killed."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,7 +42,7 @@ def atomic_save(obj: dict, path: str | Path) -> None:
         raise StorageError(f"cannot write to {path.parent}: {error.strerror or error}") from error
     try:
         with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
@@ -96,17 +109,28 @@ def _reason(error: Exception) -> str:
 
 @contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
-    """An exclusive advisory lock, so that parallel jobs generate one shared file once."""
+    """An exclusive lock, so that parallel jobs generate one shared file once.
+
+    An OS lock (flock), which the kernel releases when its holder dies. Where the file system has
+    none (some NFS and Lustre mounts), a soft lock: the lock file's existence, which a job killed
+    while holding it leaves behind; waiting on one is logged with the file to delete then."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a")
     except OSError as error:
         raise StorageError(f"cannot write to {path.parent}: {error.strerror or error} "
                            f"(needed for the lock file {path.name})") from error
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = filelock.FileLock(path)
+    try:
+        lock.acquire()
+    except OSError as error:
+        if error.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+            raise StorageError(f"cannot lock {path}: {error.strerror or error}") from error
+        log.warning("%s: this file system has no file locks; using a soft lock (if a job was killed while "
+                    "holding it and nothing is running, delete %s)", path.parent, path.with_suffix(".softlock"))
+        lock = filelock.SoftFileLock(path.with_suffix(".softlock"))
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

@@ -6,7 +6,6 @@ import copy
 import json
 import logging
 import math
-import os
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from rnn_ff.evaluation import evaluate, measure_speed, numbers, plot_examples, p
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import NetworkError
 from rnn_ff.solver import SolverError
-from rnn_ff.storage import StorageError, writable_directory
+from rnn_ff.storage import StorageError, atomic_write_text, writable_directory
 from rnn_ff.tasks import TaskConfigError, build_task
 
 log = logging.getLogger(__name__)
@@ -277,9 +276,4 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except OSError as error:
-        raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -189,6 +190,41 @@ def test_full_disk_during_save_keeps_the_old_file_and_no_temporary(tmp_path, mon
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_metrics_json_on_a_full_disk_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    from rnn_ff.training import write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"test/rel_error": 0.5})
+    real_fsync = os.fsync
+
+    def full(descriptor):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rnn_ff.storage.os, "fsync", full)
+    with pytest.raises(StorageError, match=f"cannot write {path}: No space left on device"):
+        write_json(path, {"test/rel_error": 0.1})
+    monkeypatch.setattr(rnn_ff.storage.os, "fsync", real_fsync)
+    assert json.loads(path.read_text()) == {"test/rel_error": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_file_system_without_locks_gets_a_soft_lock_that_is_released(tmp_path, monkeypatch, caplog):
+    """Some NFS and Lustre mounts have no flock: the dataset lock falls back to a lock file."""
+    import errno
+
+    import filelock
+
+    def no_locks(self, *args, **kwargs):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(filelock.FileLock, "acquire", no_locks)
+    lock = tmp_path / "data.lock"
+    with rnn_ff.storage.file_lock(lock):
+        assert lock.with_suffix(".softlock").exists()
+    assert not lock.with_suffix(".softlock").exists()
+    assert "no file locks" in caplog.text
 
 
 @pytest.fixture(scope="module")
