@@ -33,15 +33,19 @@ import torch
 from omegaconf import OmegaConf
 
 from rnn_ff.config import DTYPES, solver_options
-from rnn_ff.solver import CONVERGED, FixedPointResult, SolverOptions, solve, start_dependent
+from rnn_ff.solver import CONVERGED, SolverOptions, solve, start_dependent
 from rnn_ff.storage import StorageError, atomic_save, file_lock, remove_stale_temporaries, safe_load
 from rnn_ff.tasks import Task
 
 log = logging.getLogger(__name__)
-DATA_FORMAT = 1
+# The meaning of a target: bump whenever a change alters which samples are accepted or their
+# values (tests/test_targets_fingerprint.py fails then), so that no cache of older code is reused.
+TARGETS_VERSION = 2
 SPLITS = ("train", "val", "test")
-# Solver options that change how fast, not what, the targets are.
+# Solver options that change how fast, not what, the targets are (tests/test_solver.py shows
+# that the chunk size does not change statuses or answers).
 _NOT_IN_KEY = {"chunk_size", "progress"}
+RECHECKED_TARGETS = 64  # converged targets of a cache file checked again when it is read
 
 
 @dataclass
@@ -83,15 +87,19 @@ def network_digest(task: Task) -> str:
 
 
 def dataset_key(cfg, task: Task) -> dict:
+    """Everything that determines the dataset, each setting in one canonical form (null and the
+    default it stands for give one key; evaluation-only settings are left out)."""
     solver = {f.name: cfg.solver[f.name] for f in fields(SolverOptions) if f.name not in _NOT_IN_KEY}
+    options, dtype = solver_options(cfg.solver), DTYPES[cfg.solver.dtype]
+    solver |= {"residual_tol": options.residual_tolerance(dtype),
+               "integration_dtype": options.integration_dtype or cfg.solver.dtype, "dtype": cfg.solver.dtype}
     return {
-        "format": DATA_FORMAT,
-        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "targets_version": TARGETS_VERSION,
+        "task": task.key_config(OmegaConf.to_container(cfg.task, resolve=True)),
         "network_sha256": network_digest(task),
-        "solver": {**solver, "dtype": cfg.solver.dtype},
+        "solver": solver,
         "sizes": {split: int(cfg.data[f"n_{split}"]) for split in SPLITS},
         "seed": int(cfg.data.seed),
-        "multistability_inputs": int(cfg.data.multistability_inputs),
     }
 
 
@@ -102,15 +110,22 @@ def cache_path(cfg, key: dict) -> Path:
 
 def load_or_generate(cfg, task: Task, device: torch.device) -> FixedPointDataset:
     """Return the cached dataset for this config, generating it (once, under a lock) if needed,
-    or merging it from a complete set of shards."""
+    or merging it from a complete set of shards; with data.multistability_inputs > 0, probe it."""
+    dataset = _load_or_generate(cfg, task, device)
+    if cfg.data.multistability_inputs > 0:
+        dataset.info["multistability"] = probe_multistability(cfg, task, dataset.train, device)
+    return dataset
+
+
+def _load_or_generate(cfg, task: Task, device: torch.device) -> FixedPointDataset:
     key = dataset_key(cfg, task)
     path = cache_path(cfg, key)
     if path.exists():  # complete by construction (atomic rename): no need to queue on the lock
-        return _split(_read(path, key), path)
+        return _split(_read(path, key, task), path)
     log.info("dataset: %s not cached; taking its lock (waits while another job generates it)", path.name)
     with file_lock(path.with_suffix(".lock")):
         if path.exists():  # another job generated it while we waited
-            return _split(_read(path, key), path)
+            return _split(_read(path, key, task), path)
         remove_stale_temporaries(path)  # left by a job killed while saving
         stored = _merge_complete_shards(path, key, task)
         if stored is None:
@@ -122,13 +137,28 @@ def load_or_generate(cfg, task: Task, device: torch.device) -> FixedPointDataset
     return _split(stored, path)
 
 
-def _read(path: Path, key: dict) -> dict:
+def _read(path: Path, key: dict, task: Task) -> dict:
     log.info("dataset: reusing %s", path)
     stored = safe_load(path, "dataset cache file")
     if stored.get("key") != key:
         raise StorageError(f"dataset cache file {path} holds data for another config than its name "
                            "says; delete it to regenerate")
+    _recheck(stored, key, task, path)
     return stored
+
+
+def _recheck(stored: dict, key: dict, task: Task, path: Path) -> None:
+    """Check a few converged targets again (residual and rates): a file that was altered, or
+    written by code that accepted points it should not have, is refused, not trained on."""
+    converged = (stored["status_codes"] == CONVERGED).nonzero().squeeze(1)
+    chosen = converged[torch.randperm(len(converged), generator=torch.Generator().manual_seed(0))[:RECHECKED_TARGETS]]
+    states = stored["states"][chosen]
+    network = task.network.to(dtype=states.dtype)
+    residual = network.residual(states, network.drive(stored["inputs"][chosen].to(states.dtype))).abs().amax(-1)
+    tolerance = key["solver"]["residual_tol"] * (1.0 + states.abs().amax(-1))
+    if not ((residual <= tolerance).all() and torch.equal(network.rate(states), stored["rates"][chosen])):
+        raise StorageError(f"dataset cache file {path} holds targets that are not fixed points of this network "
+                           "(altered, or written by other code); delete it to regenerate")
 
 
 def generate(cfg, task: Task, key: dict, device: torch.device, part: slice = slice(None)) -> dict:
@@ -159,21 +189,21 @@ def generate(cfg, task: Task, key: dict, device: torch.device, part: slice = sli
         "max_residual_converged": result.residual[result.converged].max().item() if result.converged.any() else None,
         **result.stats,
     }
-    if cfg.data.multistability_inputs > 0:
-        info["multistability"] = probe_multistability(cfg, task, inputs, result, device)
     return {"key": key, "inputs": inputs, "labels": labels, "rates": result.rates, "states": result.states,
             "status_codes": result.status_codes, "nfe": result.nfe, "settle_time": result.settle_time, "info": info}
 
 
-def probe_multistability(cfg, task: Task, inputs: torch.Tensor, result: FixedPointResult,
-                         device: torch.device) -> dict[str, int]:
-    """Re-solve the first `data.multistability_inputs` converged inputs from random starts
-    and count those whose response depends on where the network starts."""
-    chosen = result.converged.nonzero().squeeze(1)[: cfg.data.multistability_inputs]
+def probe_multistability(cfg, task: Task, split: Split, device: torch.device) -> dict[str, int]:
+    """Re-solve the first `data.multistability_inputs` training inputs from random starts and count
+    those whose response depends on where the network starts (evaluation only: not in the key)."""
+    chosen = slice(0, cfg.data.multistability_inputs)
+    inputs = split.inputs[chosen].cpu()
+    states = solve(task.network, inputs, solver_options(cfg.solver), device=device,
+                   dtype=DTYPES[cfg.solver.dtype]).states
     generator = torch.Generator().manual_seed(int(cfg.data.seed) + 1)
-    differs = start_dependent(task.network, inputs[chosen], result.states[chosen], generator, n_starts=2,
+    differs = start_dependent(task.network, inputs, states, generator, n_starts=2,
                               options=solver_options(cfg.solver), device=device, dtype=DTYPES[cfg.solver.dtype])
-    found = {"checked": len(chosen), "start_dependent": int(differs.sum())}
+    found = {"checked": len(inputs), "start_dependent": int(differs.sum())}
     if found["start_dependent"]:
         log.warning("dataset: %d of %d probed inputs settle elsewhere from other starts (multistable network): "
                     "the targets are the responses from rest", found["start_dependent"], found["checked"])
@@ -289,9 +319,6 @@ def _merge_complete_shards(path: Path, key: dict, task: Task) -> dict | None:
         "nfe_total": int(merged["nfe"].sum()),
         "shards": n_shards,
     }
-    if "multistability" in infos[0]:
-        merged["info"]["multistability"] = {name: sum(i["multistability"][name] for i in infos)
-                                            for name in infos[0]["multistability"]}
     merged["key"] = key
     log.info("dataset: merging %d shards from %s", n_shards, shard_dir(path))
     return merged

@@ -316,6 +316,44 @@ def test_cache_file_for_another_key_is_refused(tmp_path, trained):
         load_or_generate(cfg, task, torch.device("cpu"))
 
 
+def test_a_cache_file_whose_targets_are_not_fixed_points_is_refused(tmp_path, trained):
+    """Reading a cache checks some converged targets again: an altered file is not trained on."""
+    cfg = compose_config(tmp_path, WTA_RUN)
+    task = build_task(cfg.task)
+    path = cache_path(cfg, dataset_key(cfg, task))
+    stored = torch.load(next((trained.parents[2] / "outputs" / "cache").glob("wta-*.pt")), weights_only=True)
+    assert stored["key"] == dataset_key(cfg, task)
+    stored["states"][:, 0] += 1e-3  # every target moved off its fixed point
+    stored["rates"] = torch.relu(stored["states"])
+    atomic_save(stored, path)
+    with pytest.raises(StorageError, match=f"dataset cache file {path} holds targets that are not fixed points"):
+        load_or_generate(cfg, task, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("same, other", [
+    (["solver.residual_tol=null"], ["solver.residual_tol=1e-9"]),  # null is the float64 default
+    (["task.clear_margin=0.05"], ["task.clear_margin=0.2"]),  # evaluation only
+    (["data.multistability_inputs=0"], ["data.multistability_inputs=8"]),  # evaluation only
+    (["solver.integration_dtype=null"], ["solver.integration_dtype=float64"]),  # null is solver.dtype
+])
+def test_one_dataset_has_one_key(tmp_path, same, other):
+    keys = []
+    for overrides in (same, other):
+        cfg = compose_config(tmp_path, [*WTA_RUN, *overrides])
+        keys.append(dataset_key(cfg, build_task(cfg.task)))
+    assert keys[0] == keys[1]
+
+
+def test_the_unused_input_distribution_does_not_enter_the_key(tmp_path):
+    weights = write_array(tmp_path, "W.npy", 0.1 * np.eye(3))
+    keys = []
+    for std in (1.0, 2.0):  # std is a parameter of the normal distribution; the inputs are uniform
+        cfg = compose_config(tmp_path, ["task=custom", f"task.weights={weights}", f"task.inputs.std={std}",
+                                        *TINY_RUN])
+        keys.append(dataset_key(cfg, build_task(cfg.task)))
+    assert keys[0] == keys[1]
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):
     loss = FeedForwardApproximator.loss
     training_batches = 0

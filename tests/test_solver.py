@@ -270,3 +270,13 @@ def test_running_out_of_memory_raises_naming_the_chunk_size(monkeypatch):
 def test_fixed_step_methods_are_refused_with_the_reason(method):
     with pytest.raises(ValueError, match=rf"solver\.method='{method}' is invalid: fixed-step methods .*dopri5"):
         SolverOptions(method=method)
+
+
+def test_the_chunk_size_changes_neither_statuses_nor_answers():
+    """chunk_size is left out of the dataset key: it must not change what the targets are."""
+    network = wta_network(WTAConfig(n_excitatory=8, self_excitation=1.2))
+    inputs = torch.rand(96, 8, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    inputs[:4, :2] = torch.tensor([0.9, 0.9 + 1e-4])  # near ties, which leave the batch last
+    whole, chunked = solve(network, inputs), solve(network, inputs, SolverOptions(chunk_size=7))
+    assert torch.equal(whole.status_codes, chunked.status_codes)
+    assert torch.equal(whole.states[whole.converged], chunked.states[chunked.converged])

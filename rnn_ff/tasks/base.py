@@ -20,6 +20,13 @@ class Task(ABC):
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         """Draw n inputs (n x D, float64) and their labels, reproducibly from `generator`."""
 
+    # Config keys that only change how results are evaluated, not the dataset: left out of its key.
+    evaluation_only: tuple[str, ...] = ()
+
+    def key_config(self, config: dict) -> dict:
+        """The task config as the dataset key sees it: what determines the inputs and the network."""
+        return {key: value for key, value in config.items() if key not in self.evaluation_only}
+
     def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
                 target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Task metrics of predicted rates against the recurrent fixed-point rates (B x N).

@@ -100,6 +100,11 @@ class CustomTask(Task):
         self.cfg = cfg
         self.network = network or custom_network(cfg)
 
+    def key_config(self, config: dict) -> dict:
+        """Without the parameters of the input distribution that is not used."""
+        unused = ("mean", "std") if config["inputs"]["distribution"] == "uniform" else ("low", "high")
+        return {**config, "inputs": {k: v for k, v in config["inputs"].items() if k not in unused}}
+
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         dist, d = self.cfg.inputs, self.network.n_inputs
         if dist.distribution == "uniform":

@@ -51,6 +51,7 @@ def wta_network(cfg: WTAConfig) -> RecurrentNetwork:
 
 class WTATask(Task):
     name = "wta"
+    evaluation_only = ("clear_margin",)
 
     def __init__(self, cfg: WTAConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n_excitatory >= 2, "n_excitatory", cfg.n_excitatory, "must be >= 2")
