@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 # values (tests/test_targets_fingerprint.py fails then), so that no cache of older code is reused.
 TARGETS_VERSION = 2
 SPLITS = ("train", "val", "test")
+# Where each split sits in the one seeded draw of inputs: validation and test first, so that they
+# stay the same inputs when n_train changes ("more data" is compared on the same test set).
+LAYOUT = ("val", "test", "train")
 # Solver options that change how fast, not what, the targets are (tests/test_solver.py shows
 # that the chunk size does not change statuses or answers).
 _NOT_IN_KEY = {"chunk_size", "progress"}
@@ -334,7 +337,7 @@ def _split(stored: dict, path: Path) -> FixedPointDataset:
     sizes = stored["key"]["sizes"]
     parts, start = {}, 0
     info = dict(stored["info"])
-    for split in SPLITS:
+    for split in LAYOUT:
         index = torch.arange(start, start + sizes[split])
         index = index[stored["status_codes"][index] == CONVERGED]
         if len(index) == 0:

@@ -17,6 +17,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from rnn_ff import load_approximator, load_network
 from rnn_ff.checkpoint import load_checkpoint
 from rnn_ff.config import PROJECT_ROOT
+from rnn_ff.data import load_or_generate
 from rnn_ff.evaluation import numbers, regression_metrics
 from rnn_ff.storage import StorageError
 from rnn_ff.tasks import TASKS, build_task
@@ -78,13 +79,15 @@ def test_training_reduces_error_and_logs_everything(tiny_wta):
     assert len(val_error) == 12 + 1  # one per epoch, then the best value beside the hparams
     assert min(val_error[9:12]) < 0.9 * val_error[0]
     cache = torch.load(next(Path(tiny_wta.data.cache_dir).glob("wta-*.pt")), weights_only=True)
-    mean_rates = cache["rates"][:96].mean(0).expand(32, -1)
-    baseline = regression_metrics(mean_rates, cache["rates"][128:])["rel_error"]
+    test, train_part = slice(32, 64), slice(64, 160)  # after the 32 validation inputs (rnn_ff.data.LAYOUT)
+    mean_rates = cache["rates"][train_part].mean(0).expand(32, -1)
+    baseline = regression_metrics(mean_rates, cache["rates"][test])["rel_error"]
     assert metrics["test/rel_error"] < 0.6 * baseline
-    # The fit to the training split, for the generalisation gap: the same model on the first 96 samples.
+    # The fit to the training split, for the generalisation gap: the same model on its 96 samples.
     model = load_approximator(run / "checkpoints" / "best.pt")
     with torch.no_grad():
-        train_fit = numbers(regression_metrics(model(cache["inputs"][:96].float()).double(), cache["rates"][:96]))
+        train_fit = numbers(regression_metrics(model(cache["inputs"][train_part].float()).double(),
+                                               cache["rates"][train_part]))
     assert metrics["train/rel_error"] == pytest.approx(train_fit["rel_error"], rel=1e-6)
     assert val_error[-1] == pytest.approx(min(val_error[:12]))
     assert (run / "examples.png").stat().st_size > 0
@@ -105,7 +108,7 @@ def test_checkpoint_round_trip(tiny_wta, hidden_layers):
     network = load_network(best)
     task = build_task(tiny_wta.task, network=network)
     cache = torch.load(next(Path(tiny_wta.data.cache_dir).glob("wta-*.pt")), weights_only=True)
-    test = slice(96 + 32, None)
+    test = slice(32, 64)  # after the 32 validation inputs (rnn_ff.data.LAYOUT)
     with torch.no_grad():
         predicted = model(cache["inputs"][test].float()).double()
     assert numbers(regression_metrics(predicted, cache["rates"][test]))["rel_error"] == pytest.approx(
@@ -216,3 +219,15 @@ def test_multistability_probe_is_reported_with_the_dataset(tmp_path):
     metrics = train(cfg)
     assert metrics["data/multistability_checked"] == 40
     assert 0 < metrics["data/multistability_start_dependent"] <= 40
+
+
+def test_more_training_data_keeps_the_validation_and_test_inputs(tmp_path):
+    """Splits are fixed by index: a run with 4x the training inputs is compared on the same test set."""
+    datasets = []
+    for n_train in (96, 384):
+        cfg = compose_config(tmp_path, ["task=wta", *TINY["wta"], *TINY_RUN, f"data.n_train={n_train}"])
+        datasets.append(load_or_generate(cfg, build_task(cfg.task), torch.device("cpu")))
+    small, large = datasets
+    assert torch.equal(small.val.inputs, large.val.inputs) and torch.equal(small.test.inputs, large.test.inputs)
+    assert torch.equal(small.test.rates, large.test.rates)
+    assert len(large.train) == 4 * len(small.train)
