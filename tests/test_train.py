@@ -156,9 +156,9 @@ def test_multirun_over_hidden_sizes_generates_the_dataset_once(tmp_path):
     assert sum("dataset: wrote" in log for log in logs) == 1
     assert sum("dataset: reusing" in log for log in logs) == 1
     assert len(list((tmp_path / "outputs" / "cache").glob("wta-*.pt"))) == 1
-    hidden = sorted(json.loads(p.read_text())["test/rel_error"] > 0
-                    for p in (tmp_path / "outputs" / "multiruns").glob("wta/*/*/metrics.json"))
-    assert hidden == [True, True]
+    errors = [json.loads(p.read_text())["test/rel_error"]
+              for p in (tmp_path / "outputs" / "multiruns").glob("wta/*/*/metrics.json")]
+    assert len(errors) == 2 and errors[0] != errors[1]  # two different models on the one dataset
 
 
 def test_misspelt_config_key_fails_at_start_with_its_name(tmp_path):
@@ -184,15 +184,19 @@ def test_missing_custom_weight_file_fails_with_a_clear_message(tmp_path):
 
 def test_custom_network_trains_and_evaluates_from_its_checkpoint(tmp_path):
     weights = write_custom_network(tmp_path)
-    cfg = compose_config(tmp_path, ["task=custom", f"task.weights={weights}", "task.tau=0.5", *TINY_RUN])
+    cfg = compose_config(tmp_path, ["task=custom", f"task.weights={weights}", "task.tau=0.5", *TINY_RUN,
+                                    "trainer.max_epochs=30"])
     metrics = train(cfg)
-    assert metrics["data/converged"] == 160 and metrics["test/rel_error"] < 1.0
+    assert metrics["data/converged"] == 160
+    assert metrics["test/r2"] > 0.2  # better than each unit's mean rate (0; an all-zero output is far below)
     weights.unlink()  # the checkpoint must carry the network itself
     best = Path(cfg.paths.output_dir) / "checkpoints" / "best.pt"
     result = run_script(["scripts/evaluate.py", f"checkpoint={best}", "n_samples=40", "seed=7", "device=cpu"])
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["task"] == "custom" and report["data/converged"] == 40
-    assert 0 <= report["eval/rel_error"] < 1.0 and report["speed/speedup"] > 0
+    # Fresh inputs of the same distribution: about the test error, and the FF pass is the faster one.
+    assert 0.5 * metrics["test/rel_error"] < report["eval/rel_error"] < 2 * metrics["test/rel_error"]
+    assert report["speed/speedup"] > 1
 
 
 def test_hostile_networks_give_no_targets_and_a_clear_error(tmp_path):
