@@ -52,9 +52,11 @@ def check_solution(weights: np.ndarray, tau: np.ndarray, inputs: np.ndarray) -> 
 
 
 def integrate(weights: np.ndarray, tau: np.ndarray, drive: np.ndarray, until: float) -> np.ndarray:
-    """x(until) from x(0) = 0, by scipy's LSODA at tight tolerances (independent of rnn_ff)."""
+    """x(until) from x(0) = 0, by scipy's LSODA at tight tolerances (independent of rnn_ff); a diverging
+    trajectory ends in inf or nan, which nothing below takes for a fixed point."""
     rhs = lambda t, x: (-x + weights @ np.maximum(x, 0.0) + drive) / tau  # noqa: E731
-    return solve_ivp(rhs, (0.0, until), np.zeros(len(drive)), method="LSODA", rtol=1e-11, atol=1e-13).y[:, -1]
+    with np.errstate(all="ignore"):
+        return solve_ivp(rhs, (0.0, until), np.zeros(len(drive)), method="LSODA", rtol=1e-11, atol=1e-13).y[:, -1]
 
 
 def max_real_eigenvalue(weights: np.ndarray, tau: np.ndarray, state: np.ndarray) -> float:
