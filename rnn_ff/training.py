@@ -73,10 +73,18 @@ def train(cfg) -> dict[str, float]:
     resume_path = find_resume_checkpoint(cfg, run_dir, task.name)
     if resume_path is not None:
         checkpoint = load_checkpoint(resume_path, task=task.name, model_hparams=model.hparams, network=task.network)
+        if Path(checkpoint["dataset"]).name != data.path.name:  # the name holds the dataset's key hash
+            raise CheckpointError(f"resume={resume_path}: the checkpoint was trained on the dataset "
+                                  f"{Path(checkpoint['dataset']).name}, this config builds {data.path.name} "
+                                  "(a data.* or solver.* value differs)")
         restore(checkpoint, model, optimizer, scheduler)
         torch.set_rng_state(checkpoint["rng"]["torch"])
         shuffle.set_state(checkpoint["rng"]["shuffle"])
         state = {name: checkpoint[name] for name in state}
+        apply_changed_trainer_settings(checkpoint["config"]["trainer"], cfg.trainer, optimizer, scheduler)
+        # A run that ended at its epoch limit trains on when the limit is raised.
+        state["finished"] = (state["stale_epochs"] >= cfg.trainer.patience
+                             or state["epoch"] >= cfg.trainer.max_epochs)
         log.info("resumed from %s after epoch %d", resume_path, state["epoch"])
 
     # The epoch that checkpoints/last.pt holds, named when training has to stop.
@@ -171,6 +179,26 @@ def restore(checkpoint: dict, model: FeedForwardApproximator, optimizer: torch.o
     for group, kept in zip(optimizer.param_groups, kernels):
         group.update(kept)
     scheduler.load_state_dict(checkpoint["scheduler"])
+
+
+def apply_changed_trainer_settings(saved: dict, trainer, optimizer: torch.optim.Optimizer,
+                                   scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """A resumed run follows this config's trainer settings, not the checkpoint's: each change is
+    logged; lr and weight decay, which the optimiser and scheduler states carry, are set here (the
+    schedule's shape, patience, clipping and batch size are read from the config every epoch)."""
+    for key, value in saved.items():
+        now = trainer[key]
+        if key == "progress" or now == value:
+            continue
+        log.info("resume: trainer.%s %s -> %s (applied)", key, value, now)
+        if key == "lr":
+            scheduler.base_lrs = [now] * len(optimizer.param_groups)
+            for group in optimizer.param_groups:
+                group["initial_lr"] = now
+                group["lr"] = now * scheduler.lr_lambdas[0](scheduler.last_epoch)
+        if key == "weight_decay":
+            for group in optimizer.param_groups:
+                group["weight_decay"] = now
 
 
 def lr_factor(epoch: int, warmup_epochs: int, max_epochs: int, min_lr_ratio: float) -> float:

@@ -297,6 +297,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, trained):
     (["task.n_excitatory=5"], r"holds a model \{'n_inputs': 4.*but this run builds \{'n_inputs': 5"),
     (["task.self_excitation=0.3"], r"was trained on another wta network than this config builds"),
     (["task=transformation", "task.n=3"], r"was trained on task 'wta', not 'transformation'"),
+    (["data.seed=1"], r"trained on the dataset wta-\w+\.pt, this config builds wta-\w+\.pt \(a data\.\* or solver"),
 ])
 def test_resume_into_another_model_or_task_is_refused(tmp_path, trained, overrides, message):
     base = TINY_RUN if overrides[0].startswith("task=") else WTA_RUN
@@ -304,6 +305,20 @@ def test_resume_into_another_model_or_task_is_refused(tmp_path, trained, overrid
     with pytest.raises(USER_ERRORS, match=message):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_a_finished_run_resumed_with_more_epochs_trains_on_with_the_changed_settings(tmp_path, trained, caplog):
+    """resume=<path> follows this config: a higher epoch limit trains on, a new lr is applied and logged."""
+    last = trained.parent / "last.pt"
+    assert torch.load(last, weights_only=True)["finished"]
+    cfg = compose_config(tmp_path, [*WTA_RUN, "trainer.max_epochs=6", "trainer.lr=1e-3", f"resume={last}"])
+    with caplog.at_level("INFO", logger="rnn_ff.training"):
+        metrics = train(cfg)
+    assert metrics["train/epochs"] == 6
+    assert "resume: trainer.lr 0.002 -> 0.001 (applied)" in caplog.text
+    assert "resume: trainer.max_epochs 4 -> 6 (applied)" in caplog.text
+    resumed = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert resumed["optimizer"]["param_groups"][0]["initial_lr"] == 1e-3
 
 
 def test_cache_file_for_another_key_is_refused(tmp_path, trained):
