@@ -333,12 +333,20 @@ def _remove_shards(path: Path) -> None:
         shutil.rmtree(shard_dir(path), ignore_errors=True)
 
 
-def _split(stored: dict, path: Path) -> FixedPointDataset:
-    sizes = stored["key"]["sizes"]
-    parts, start = {}, 0
-    info = dict(stored["info"])
+def split_slices(sizes: dict[str, int]) -> dict[str, slice]:
+    """Where each split lies in a dataset's one seeded draw of inputs (see LAYOUT)."""
+    slices, start = {}, 0
     for split in LAYOUT:
-        index = torch.arange(start, start + sizes[split])
+        slices[split] = slice(start, start + sizes[split])
+        start += sizes[split]
+    return slices
+
+
+def _split(stored: dict, path: Path) -> FixedPointDataset:
+    parts = {}
+    info = dict(stored["info"])
+    for split, where in split_slices(stored["key"]["sizes"]).items():
+        index = torch.arange(where.start, where.stop)
         index = index[stored["status_codes"][index] == CONVERGED]
         if len(index) == 0:
             raise StorageError(f"dataset {path}: no converged samples in the {split} split; "
@@ -346,5 +354,4 @@ def _split(stored: dict, path: Path) -> FixedPointDataset:
         parts[split] = Split(stored["inputs"][index], stored["rates"][index],
                              {name: value[index] for name, value in stored["labels"].items()})
         info[f"{split}_size"] = len(index)
-        start += sizes[split]
     return FixedPointDataset(**parts, info=info, nfe=stored["nfe"], path=path)

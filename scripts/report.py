@@ -45,6 +45,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from rnn_ff.checkpoint import approximator_from, load_checkpoint  # noqa: E402
 from rnn_ff.config import DTYPES, PROJECT_ROOT, SolverConfig, solver_options  # noqa: E402
+from rnn_ff.data import split_slices  # noqa: E402
 from rnn_ff.evaluation import numbers, predict  # noqa: E402
 from rnn_ff.network import RecurrentNetwork  # noqa: E402
 from rnn_ff.solver import CONVERGED, solve  # noqa: E402
@@ -307,8 +308,8 @@ def load_test_data(run_dir: Path) -> TestData:
     task_cfg = OmegaConf.merge(OmegaConf.structured(TASKS[checkpoint["task"]][0]), config["task"])
     task = build_task(task_cfg, network=RecurrentNetwork.from_state_dict(checkpoint["network"]))
     stored = safe_load(checkpoint["dataset"], "dataset cache file")
-    sizes = stored["key"]["sizes"]
-    index = torch.arange(sizes["train"] + sizes["val"], sum(sizes.values()))
+    test = split_slices(stored["key"]["sizes"])["test"]
+    index = torch.arange(test.start, test.stop)
     index = index[stored["status_codes"][index] == CONVERGED]
     model = approximator_from(checkpoint)
     inputs = stored["inputs"][index]

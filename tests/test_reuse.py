@@ -21,6 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from rnn_ff import load_approximator
+from rnn_ff.data import split_slices
 from rnn_ff.config import PROJECT_ROOT, validate
 from tests.conftest import TINY, TINY_RUN, compose_config, run_script
 
@@ -140,10 +141,11 @@ def test_load_approximator_maps_raw_inputs_to_rates(sweep):
     assert rates.shape == (7, n_excitatory + 1)  # the E units and the inhibitory unit
     assert torch.isfinite(rates).all() and (rates >= 0).all()
     cache = torch.load(next((sweep.parent.parent.parent / "cache").glob("wta-*.pt")), weights_only=True)
+    test = split_slices(cache["key"]["sizes"])["test"]
     with torch.no_grad():
-        predicted = model(cache["inputs"][-32:].float())
+        predicted = model(cache["inputs"][test].float())
     metrics = json.loads((sweep / "0" / "metrics.json").read_text())
-    error = (predicted.double() - cache["rates"][-32:]).norm() / cache["rates"][-32:].norm()
+    error = (predicted.double() - cache["rates"][test]).norm() / cache["rates"][test].norm()
     assert error.item() == pytest.approx(metrics["test/rel_error"], rel=1e-4)
 
 

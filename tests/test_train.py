@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from rnn_ff import load_approximator, load_network
 from rnn_ff.checkpoint import load_checkpoint
 from rnn_ff.config import PROJECT_ROOT
-from rnn_ff.data import load_or_generate
+from rnn_ff.data import load_or_generate, split_slices
 from rnn_ff.evaluation import numbers, regression_metrics
 from rnn_ff.storage import StorageError
 from rnn_ff.tasks import TASKS, build_task
@@ -79,7 +79,8 @@ def test_training_reduces_error_and_logs_everything(tiny_wta):
     assert len(val_error) == 12 + 1  # one per epoch, then the best value beside the hparams
     assert min(val_error[9:12]) < 0.9 * val_error[0]
     cache = torch.load(next(Path(tiny_wta.data.cache_dir).glob("wta-*.pt")), weights_only=True)
-    test, train_part = slice(32, 64), slice(64, 160)  # after the 32 validation inputs (rnn_ff.data.LAYOUT)
+    where = split_slices(cache["key"]["sizes"])
+    test, train_part = where["test"], where["train"]
     mean_rates = cache["rates"][train_part].mean(0).expand(32, -1)
     baseline = regression_metrics(mean_rates, cache["rates"][test])["rel_error"]
     assert metrics["test/rel_error"] < 0.6 * baseline
@@ -108,7 +109,7 @@ def test_checkpoint_round_trip(tiny_wta, hidden_layers):
     network = load_network(best)
     task = build_task(tiny_wta.task, network=network)
     cache = torch.load(next(Path(tiny_wta.data.cache_dir).glob("wta-*.pt")), weights_only=True)
-    test = slice(32, 64)  # after the 32 validation inputs (rnn_ff.data.LAYOUT)
+    test = split_slices(cache["key"]["sizes"])["test"]
     with torch.no_grad():
         predicted = model(cache["inputs"][test].float()).double()
     assert numbers(regression_metrics(predicted, cache["rates"][test]))["rel_error"] == pytest.approx(
