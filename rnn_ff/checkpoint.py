@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import RecurrentNetwork
 from rnn_ff.storage import StorageError, atomic_save, safe_load
+from rnn_ff.tasks import TASKS, Task, build_task
 
 CHECKPOINT_FORMAT = "rnn_ff.checkpoint/1"
 
@@ -67,6 +69,13 @@ def approximator_from(checkpoint: dict) -> FeedForwardApproximator:
     model = FeedForwardApproximator(**checkpoint["model_hparams"])
     model.load_state_dict(checkpoint["model"])
     return model.eval()
+
+
+def task_from(checkpoint: dict) -> Task:
+    """The task a checkpoint was trained on, with the network stored in it: its inputs and metrics,
+    with no config or weight files needed (the one place every script rebuilds it)."""
+    config = OmegaConf.merge(OmegaConf.structured(TASKS[checkpoint["task"]][0]), checkpoint["config"]["task"])
+    return build_task(config, network=RecurrentNetwork.from_state_dict(checkpoint["network"]))
 
 
 def load_approximator(path: str | Path, device: str | torch.device = "cpu") -> FeedForwardApproximator:

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 import torch
 from omegaconf import OmegaConf
 
-from rnn_ff.checkpoint import approximator_from, load_checkpoint
+from rnn_ff.checkpoint import approximator_from, load_checkpoint, task_from
 from rnn_ff.config import DTYPES, SolverConfig, resolve_device, solver_options
 from rnn_ff.data import Split
 from rnn_ff.evaluation import evaluate, measure_speed, numbers
-from rnn_ff.network import RecurrentNetwork
 from rnn_ff.solver import CONVERGED, solve
-from rnn_ff.tasks import TASKS, build_task
 
 
 @dataclass
@@ -38,11 +36,8 @@ def main(argv: list[str]) -> dict:
     if args.n_samples < 1:
         raise SystemExit(f"n_samples={args.n_samples} is invalid: must be >= 1")
     checkpoint = load_checkpoint(args.checkpoint)
-    config = checkpoint["config"]
-    task_schema = TASKS[checkpoint["task"]][0]
-    task_cfg = OmegaConf.merge(OmegaConf.structured(task_schema), config["task"])
-    task = build_task(task_cfg, network=RecurrentNetwork.from_state_dict(checkpoint["network"]))
-    solver_cfg = OmegaConf.merge(OmegaConf.structured(SolverConfig), config["solver"])
+    task = task_from(checkpoint)
+    solver_cfg = OmegaConf.merge(OmegaConf.structured(SolverConfig), checkpoint["config"]["solver"])
     device = resolve_device(args.device)
     model = approximator_from(checkpoint).to(device)
 

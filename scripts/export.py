@@ -25,9 +25,7 @@ from typing import Optional
 import torch
 from omegaconf import OmegaConf
 
-from rnn_ff.checkpoint import approximator_from, load_checkpoint
-from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks import TASKS, build_task
+from rnn_ff.checkpoint import approximator_from, load_checkpoint, task_from
 
 FORMATS = ("torchscript", "onnx", "all")
 ONNX_MISSING = ("ONNX export needs the `onnx` package, which is not installed; install the export extra: "
@@ -51,9 +49,7 @@ def available(module: str) -> bool:
 
 def check_inputs(checkpoint: dict, n: int, seed: int) -> torch.Tensor:
     """Inputs from the task's own input distribution (as evaluate.py draws them)."""
-    task_cfg = OmegaConf.merge(OmegaConf.structured(TASKS[checkpoint["task"]][0]), checkpoint["config"]["task"])
-    task = build_task(task_cfg, network=RecurrentNetwork.from_state_dict(checkpoint["network"]))
-    inputs, _ = task.sample(n, torch.Generator().manual_seed(seed))
+    inputs, _ = task_from(checkpoint).sample(n, torch.Generator().manual_seed(seed))
     return inputs.to(torch.float32)
 
 

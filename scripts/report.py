@@ -43,14 +43,12 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from rnn_ff.checkpoint import approximator_from, load_checkpoint  # noqa: E402
+from rnn_ff.checkpoint import approximator_from, load_checkpoint, task_from  # noqa: E402
 from rnn_ff.config import DTYPES, PROJECT_ROOT, SolverConfig, solver_options  # noqa: E402
 from rnn_ff.data import split_slices  # noqa: E402
 from rnn_ff.evaluation import numbers, predict  # noqa: E402
-from rnn_ff.network import RecurrentNetwork  # noqa: E402
 from rnn_ff.solver import CONVERGED, solve  # noqa: E402
 from rnn_ff.storage import safe_load  # noqa: E402
-from rnn_ff.tasks import TASKS, build_task  # noqa: E402
 from rnn_ff.tasks.transformation import circular_distance, decode_ring  # noqa: E402
 from rnn_ff.tasks.wta import WTAConfig, wta_network  # noqa: E402
 
@@ -305,8 +303,7 @@ def load_test_data(run_dir: Path) -> TestData:
     path = run_dir / "checkpoints" / "best.pt"
     checkpoint = load_checkpoint(path)
     config = checkpoint["config"]
-    task_cfg = OmegaConf.merge(OmegaConf.structured(TASKS[checkpoint["task"]][0]), config["task"])
-    task = build_task(task_cfg, network=RecurrentNetwork.from_state_dict(checkpoint["network"]))
+    task = task_from(checkpoint)
     stored = safe_load(checkpoint["dataset"], "dataset cache file")
     test = split_slices(stored["key"]["sizes"])["test"]
     index = torch.arange(test.start, test.stop)
