@@ -287,3 +287,27 @@ def test_the_chunk_size_changes_neither_statuses_nor_answers():
     whole, chunked = solve(network, inputs), solve(network, inputs, SolverOptions(chunk_size=7))
     assert torch.equal(whole.status_codes, chunked.status_codes)
     assert torch.equal(whole.states[whole.converged], chunked.states[chunked.converged])
+
+
+def test_the_path_check_proves_the_state_never_leaves_its_region_between_grid_times():
+    """A fast rotation (lambda = -0.1 +- 30i) about x* = (1, 1): a deviation of 0.5 stays in the
+    region, one of 1.5 dips below threshold between any two coarse samples. Whatever the check
+    accepts, a dense evaluation of the same closed form must confirm."""
+    from rnn_ff.solver.regions import (analyse_regions, pack_active_sets, region_trajectory, settling_horizon,
+                                       stays_in_region)
+
+    weights = torch.tensor([[0.9, 30.0], [-30.0, 0.9]], dtype=torch.float64)
+    network = RecurrentNetwork(weights, torch.ones(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64),
+                               torch.zeros(2, dtype=torch.float64))
+    fixed = torch.ones(2, 2, dtype=torch.float64)
+    drive = fixed @ (torch.eye(2, dtype=torch.float64) - weights).T
+    states = fixed + torch.tensor([[0.5, 0.0], [1.5, 0.0]], dtype=torch.float64)
+    table, studied, _ = analyse_regions(network, states > 0, pack_active_sets(states), torch.float64, 1e-9, 2)
+    rows = torch.argsort(studied)
+    assert torch.equal(network.residual(fixed, drive), torch.zeros_like(fixed))
+    horizon = settling_horizon(table, rows, states, fixed)
+    proved = stays_in_region(network, table, rows, states, fixed, horizon)
+    assert proved.tolist() == [True, False]
+    dense = region_trajectory(network, table, rows, states, fixed,
+                              horizon[:, None] * torch.linspace(0, 1, 20001, dtype=torch.float64))
+    assert (dense[0] > 0).all() and (dense[1] <= 0).any()

@@ -329,20 +329,29 @@ def exact_fixed_points(network: RecurrentNetwork, states: torch.Tensor, drive: t
     return fixed
 
 
-def settling_horizon(table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
-                     fixed: torch.Tensor) -> torch.Tensor:
-    """Per sample (B,), a time after which the state is certainly within its region's margin of
-    `fixed` if it has not left the region before: the bound K exp(beta t) on |e| (K from the
-    modal coordinates, beta the region's decay rate) falls below the distance of x* to the
-    region's walls. inf where no such time exists (not stable, V ill-conditioned, x* on a wall)."""
+def deviation_bound(table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
+                    fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """K such that |e_i(t)| <= K_i exp(beta t) for t >= 0 while the state stays in its region
+    (beta = the region's decay rate): (B, P) for the active units (by padded slot, from the modal
+    coordinates, so transient non-normal growth is included), (B, N) for the inactive ones."""
     active_units = states > 0
-    margin = torch.where(active_units, fixed, -fixed).amin(-1)
     e0 = states - fixed
     size = modal_coordinates(table, rows, e0).abs().to(states.dtype)[:, :, None]
     bound_s = (table.vectors[rows].abs() @ size)[:, :, 0]
     bound_r = torch.where(active_units, 0.0, e0.abs()) + 2.0 * (table.coupling[rows].abs() @ size)[:, :, 0]
     if table.resonant_coupling is not None:
         bound_r = bound_r + table.resonant_factor[rows, None] * (table.resonant_coupling[rows].abs() @ size)[:, :, 0]
+    return bound_s, torch.where(active_units, 0.0, bound_r)
+
+
+def settling_horizon(table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
+                     fixed: torch.Tensor) -> torch.Tensor:
+    """Per sample (B,), a time after which the state is certainly within its region's margin of
+    `fixed` if it has not left the region before: the bound K exp(beta t) on |e| falls below the
+    distance of x* to the region's walls. inf where no such time exists (not stable, V
+    ill-conditioned, x* on a wall)."""
+    margin = torch.where(states > 0, fixed, -fixed).amin(-1)
+    bound_s, bound_r = deviation_bound(table, rows, states, fixed)
     bound = torch.maximum(bound_s.amax(-1), bound_r.amax(-1))
     horizon = torch.log((bound / margin.clamp_min(1e-300)).clamp_min(1.0)) / -table.decay[rows]
     return torch.where(table.certifiable[rows] & (margin > 0), horizon, math.inf)
@@ -351,10 +360,29 @@ def settling_horizon(table: RegionTable, rows: torch.Tensor, states: torch.Tenso
 def stays_in_region(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
                     fixed: torch.Tensor, horizon: torch.Tensor) -> torch.Tensor:
     """Whether the region's closed-form trajectory from each state keeps every unit on its side
-    of threshold up to `horizon` (B,), checked on a grid that is denser early. (B,) mask."""
-    fractions = (torch.arange(1, GRID + 1, dtype=states.dtype, device=states.device) / GRID) ** 2
-    path = region_trajectory(network, table, rows, states, fixed, horizon[:, None] * fractions)
-    return torch.where((states > 0)[:, None, :], path > 0, path <= 0).all(-1).all(-1)
+    of threshold up to `horizon` (B,), proved on a grid t_0 = 0 < ... < t_G = horizon (denser
+    early): at each t_k every unit is farther from its threshold than it can move before t_k+1,
+    by a bound S_i exp(beta t) on its speed. (B,) mask."""
+    active_units = states > 0
+    bound_s, bound_r = deviation_bound(table, rows, states, fixed)
+    # Speed bounds: e_S' = V Lambda exp(Lambda t) c; tau_R e_R' = -e_R + W_RS e_S.
+    c = modal_coordinates(table, rows, states - fixed)
+    speed_s = (table.vectors[rows].abs() @ (table.eigenvalues[rows].abs() * c.abs())[:, :, None])[:, :, 0]
+    placement = _placement(table, rows, states.shape[1], states.dtype)
+    w_cols = torch.where(table.valid[rows][:, None, :], network.weights.abs()[:, table.active[rows]].permute(1, 0, 2),
+                         0.0)  # (B, N, P)
+    speed_r = (bound_r + (w_cols @ bound_s[:, :, None])[:, :, 0]) / network.tau
+    speed = torch.where(active_units, (speed_s.to(states.dtype)[:, None, :] @ placement)[:, 0], speed_r)
+    fractions = (torch.arange(0, GRID + 1, dtype=states.dtype, device=states.device) / GRID) ** 2
+    times = horizon[:, None] * fractions  # (B, G + 1)
+    path = region_trajectory(network, table, rows, states, fixed, times)
+    side = torch.where(active_units[:, None, :], path, -path)  # > 0 (active) or >= 0 (inactive) inside
+    reach = (speed[:, None, :] * torch.exp(table.decay[rows][:, None, None] * times[:, :-1, None])
+             * (times[:, 1:] - times[:, :-1])[:, :, None])  # how far each unit can move before the next time
+    active = active_units[:, None, :]
+    between = torch.where(active, side[:, :-1] > reach, side[:, :-1] >= reach).all(-1).all(-1)
+    at_horizon = torch.where(active_units, side[:, -1] > 0, side[:, -1] >= 0).all(-1)
+    return between & at_horizon
 
 
 def modal_coordinates(table: RegionTable, rows: torch.Tensor, deviation: torch.Tensor) -> torch.Tensor:
