@@ -126,6 +126,17 @@ def pack_active_sets(states: torch.Tensor) -> torch.Tensor:
     return (active.view(len(states), words, _BITS_PER_WORD) * weights).sum(-1)
 
 
+def _within(weights: torch.Tensor, active: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """W_SS (B, P, P) for padded active sets, zero on the padding."""
+    pair = valid[:, :, None] & valid[:, None, :]
+    return torch.where(pair, weights[active[:, :, None], active[:, None, :]], 0.0)
+
+
+def _onto(weights: torch.Tensor, active: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """W[:, S] (B, N, P) for padded active sets: every unit's weights from the active units, zero on the padding."""
+    return torch.where(valid[:, None, :], weights[:, active].permute(1, 0, 2), 0.0)
+
+
 def region_blocks(network: RecurrentNetwork, masks: torch.Tensor, width: int) -> tuple[torch.Tensor, ...]:
     """Padded active sets (G, P), their validity (G, P) and the S blocks A = T_S^-1 (W_SS - I)
     (G, P, P) of regions given as boolean masks, in float64 on the masks' device; the padding
@@ -135,9 +146,9 @@ def region_blocks(network: RecurrentNetwork, masks: torch.Tensor, width: int) ->
     active, valid = padded_active_sets(masks, width)
     pair = valid[:, :, None] & valid[:, None, :]
     eye = torch.eye(width, dtype=torch.float64, device=masks.device).expand(len(masks), width, width)
-    w_ss = torch.where(pair, weights[active[:, :, None], active[:, None, :]], 0.0)
     tau_s = torch.where(valid, tau[active], 1.0)
-    block = torch.where(pair, (w_ss - eye) / tau_s[:, :, None], torch.where(eye.bool(), _DUMMY_EIGENVALUE, 0.0))
+    block = torch.where(pair, (_within(weights, active, valid) - eye) / tau_s[:, :, None],
+                        torch.where(eye.bool(), _DUMMY_EIGENVALUE, 0.0))
     return active, valid, block
 
 
@@ -235,8 +246,7 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
             inverse[certifiable] = torch.linalg.inv(vectors[certifiable])
     inactive = ~masks  # (G, N)
     # Q = W_RS V, in full N rows (active rows zeroed) and padded columns (padding columns of W zeroed).
-    w_cols = torch.where(valid[:, None, :], weights[:, active].permute(1, 0, 2), 0.0)  # (G, N, P)
-    full = torch.where(inactive[:, :, None], w_cols.to(torch.complex128) @ vectors, 0)
+    full = torch.where(inactive[:, :, None], _onto(weights, active, valid).to(torch.complex128) @ vectors, 0)
     resonance = 1.0 + tau[None, :, None] * values[:, None, :]  # (G, N, P)
     singular = resonance.abs() <= 1e-8  # lambda_k = -1/tau_i: the driven term becomes t exp(lambda_k t) / tau_i
     resonant = singular & inactive[:, :, None] & valid[:, None, :]
@@ -299,13 +309,11 @@ def active_set_fixed_points(network: RecurrentNetwork, drive: torch.Tensor, acti
                             valid: torch.Tensor) -> torch.Tensor:
     """The fixed point (B, N) of each sample's region given by padded active sets (B, P): solve
     (I - W_SS) x_S = h_S (identity on the padding), then x_R = W_RS x_S + h_R. nan if singular."""
-    pair = valid[:, :, None] & valid[:, None, :]
-    eye = torch.eye(active.shape[1], dtype=drive.dtype, device=drive.device)
-    system = eye - torch.where(pair, network.weights[active[:, :, None], active[:, None, :]], 0.0)
+    system = torch.eye(active.shape[1], dtype=drive.dtype, device=drive.device) - _within(network.weights, active,
+                                                                                           valid)
     with single_threaded_lapack():
         x_s, info = torch.linalg.solve_ex(system, torch.where(valid, drive.gather(1, active), 0.0))
-    w_cols = torch.where(valid[:, None, :], network.weights[:, active].permute(1, 0, 2), 0.0)  # (B, N, P)
-    fixed = (w_cols * x_s[:, None, :]).sum(-1) + drive
+    fixed = (_onto(network.weights, active, valid) * x_s[:, None, :]).sum(-1) + drive
     fixed = fixed.scatter(1, torch.where(valid, active, active[:, :1]),
                           torch.where(valid, x_s, x_s[:, :1]))  # padding repeats the first active unit
     fixed = torch.where(valid.any(1, keepdim=True), fixed, drive)  # no active unit: x* = h
@@ -369,8 +377,7 @@ def stays_in_region(network: RecurrentNetwork, table: RegionTable, rows: torch.T
     c = modal_coordinates(table, rows, states - fixed)
     speed_s = (table.vectors[rows].abs() @ (table.eigenvalues[rows].abs() * c.abs())[:, :, None])[:, :, 0]
     placement = _placement(table, rows, states.shape[1], states.dtype)
-    w_cols = torch.where(table.valid[rows][:, None, :], network.weights.abs()[:, table.active[rows]].permute(1, 0, 2),
-                         0.0)  # (B, N, P)
+    w_cols = _onto(network.weights.abs(), table.active[rows], table.valid[rows])
     speed_r = (bound_r + (w_cols @ bound_s[:, :, None])[:, :, 0]) / network.tau
     speed = torch.where(active_units, (speed_s.to(states.dtype)[:, None, :] @ placement)[:, 0], speed_r)
     fractions = (torch.arange(0, GRID + 1, dtype=states.dtype, device=states.device) / GRID) ** 2
