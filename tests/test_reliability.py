@@ -61,7 +61,6 @@ INVALID = [
     (["model.hidden_layers=0"], r"model\.hidden_layers=0 is invalid: must be >= 1"),
     (["solver.rtol=nan"], r"solver\.rtol=nan is invalid: must be a finite number > 0"),
     (["solver.max_time=inf"], r"solver\.max_time=inf is invalid: must be a finite number > 0"),
-    (["solver.margin_factor=0.5"], r"solver\.margin_factor=0\.5 is invalid: must be a finite number >= 1"),
     (["solver.max_steps_per_window=0"], r"solver\.max_steps_per_window=0 is invalid: must be >= 1"),
     (["solver.stability_margin=-1e-6"], r"solver\.stability_margin=-1e-06 is invalid: must be a finite number >= 0"),
     (["solver.unstable_distance=0"], r"solver\.unstable_distance=0\.0 is invalid: must be a finite number > 0"),

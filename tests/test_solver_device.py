@@ -187,8 +187,7 @@ def test_window_updates_keep_every_tensor_on_the_device():
     fixed = active_set_fixed_points(network, drive, table.active, table.valid)
     horizon = settling_horizon(table, rows, states, fixed)
     certified = stays_in_region(network, table, rows, states, fixed, horizon.clamp_max(100.0))
-    verdict = judge(network, fixed, states, drive, certified, ~certified, certified, fixed.abs().amin(-1),
-                    ~oscillating, options)
+    verdict = judge(network, fixed, states, drive, certified, ~certified, certified, ~oscillating, options)
     kept = running.keep(trajectory[-1], verdict.accepted, 3)
     produced = [velocity, oscillating, fixed, horizon, certified, verdict.polished, verdict.accepted, kept.states, kept.ids]
     assert {t.device.type for t in produced} == {"meta"}

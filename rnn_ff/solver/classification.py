@@ -52,28 +52,24 @@ class WindowVerdict:
     polished: torch.Tensor  # (B, N) the fixed point a sample is bound for, where one was found; else its state
     accepted: torch.Tensor  # (B,) converged: a stable fixed point the trajectory is bound for
     on_unstable: torch.Tensor  # (B,) sitting on a fixed point that is not stable
+    near_stable: torch.Tensor  # (B,) in the region of a stable fixed point (ReLU), or near one (smooth)
 
 
 def judge(network: RecurrentNetwork, fixed: torch.Tensor, states: torch.Tensor, drive: torch.Tensor,
-          stable: torch.Tensor, unstable: torch.Tensor, certified: torch.Tensor, margin: torch.Tensor,
-          consistent: torch.Tensor, options: SolverOptions) -> WindowVerdict:
-    """Accept x* if it is a fixed point, stable, and the trajectory is bound for it: certified,
-    or already so close that it is well inside x*'s linear region (`margin`: distance to the
-    nearest switching surface, inf for smooth networks)."""
+          stable: torch.Tensor, unstable: torch.Tensor, bound_for: torch.Tensor, consistent: torch.Tensor,
+          options: SolverOptions) -> WindowVerdict:
+    """Accept x* if it is a fixed point, stable, and the trajectory is shown to be bound for it
+    (`bound_for`: the region certificate for ReLU; see SmoothJudge for smooth activations)."""
     scale = 1.0 + fixed.abs().amax(-1)
     residual_tol = options.residual_tolerance(states.dtype)
     is_fixed = torch.isfinite(fixed).all(-1) & consistent
     is_fixed &= network.residual(fixed, drive).abs().amax(-1) <= residual_tol * scale
     distance = (fixed - states).abs().amax(-1)
-    # Close, and either well inside x*'s linear region or as close as the integrator resolves
-    # (a unit that ends within the tolerance of its threshold would otherwise never settle).
-    resolution = options.atol + options.rtol * scale
-    close = (distance <= options.accept_distance * scale) & (
-        (options.margin_factor * distance <= margin) | (distance <= resolution))
     return WindowVerdict(
         polished=torch.where(is_fixed[:, None], fixed, states),
-        accepted=is_fixed & stable & (certified | close),
+        accepted=is_fixed & stable & bound_for,
         on_unstable=is_fixed & unstable & (distance <= options.unstable_distance * scale),
+        near_stable=is_fixed & stable,
     )
 
 
@@ -121,12 +117,7 @@ class PiecewiseLinearJudge:
                                               horizon[part])
         max_real = table.max_real[rows]
         stable, unstable = max_real < -self.options.stability_margin, max_real >= -self.options.stability_margin
-        scale = 1.0 + fixed.abs().amax(-1, keepdim=True)
-        magnitude = fixed.abs()
-        # Distance to the nearest switching surface, ignoring units exactly at threshold.
-        margin = torch.where(magnitude > 1e-12 * scale, magnitude, math.inf).amin(-1)
-        return judge(self.network, fixed, states, drive, stable, unstable, certified, margin, consistent,
-                     self.options)
+        return judge(self.network, fixed, states, drive, stable, unstable, certified, consistent, self.options)
 
     def _rows(self, states: torch.Tensor, consistent: torch.Tensor, width: int) -> torch.Tensor:
         """Each state's row in the region table, analysing the regions met for the first time.
@@ -199,9 +190,10 @@ class SmoothJudge:
             fixed[members] = x_star
             stable[members] = finite & (values < -options.stability_margin)
             unstable[members] = finite & (values >= -options.stability_margin)
-        inf = torch.full_like(scale_now, math.inf)
-        return judge(network, fixed, states, drive, stable, unstable, torch.zeros_like(stable), inf,
-                     torch.ones_like(stable), options)
+        # Not yet a proof (a certificate for smooth activations is still to come): accepted once
+        # the state is within accept_distance of the stable x*.
+        close = (fixed - states).abs().amax(-1) <= options.accept_distance * (1.0 + fixed.abs().amax(-1))
+        return judge(network, fixed, states, drive, stable, unstable, close, torch.ones_like(stable), options)
 
     def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
         return states  # Newton's answer is already per sample

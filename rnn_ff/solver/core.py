@@ -11,7 +11,8 @@ batch:
 - unstable    the state sits (to 1e-9) on a fixed point that is not stable, for several
               windows in a row (e.g. an exactly symmetric input on a saddle).
 - oscillating bounded motion whose speed does not decay and whose path is much longer
-              than the box it stays in (a limit cycle).
+              than the box it stays in (a limit cycle), away from every stable fixed point's
+              region; a slowly decaying spiral about one keeps integrating.
 - diverged    |x| grew beyond `diverge_threshold`.
 - nonfinite   the integrator produced nan/inf or failed numerically on this sample alone.
 - timeout     none of the above within `max_time`.
@@ -190,6 +191,7 @@ def _decide(judge, running: RunningSamples, trajectory: torch.Tensor, integrated
     candidates = finite & ~diverged
     verdict = judge.classify(safe_end, drive, candidates)
     running.unstable_streak = torch.where(verdict.on_unstable & candidates, running.unstable_streak + 1, 0)
+    running.near_attractor |= verdict.near_stable & candidates
     running.track(trajectory, spacing, window_index, options)
     oscillating = torch.zeros_like(finite)
     if window_index % options.oscillation_windows == 0:

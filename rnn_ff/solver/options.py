@@ -31,8 +31,9 @@ class SolverOptions:
     max_time: float = 1000.0  # give up (timeout) after this, in units of the largest tau
     max_steps_per_window: int = 20000
     points_per_window: int = 8  # trajectory samples per window, for the oscillation test
-    accept_distance: float = 1e-3  # polish once |x - x*|_inf <= this * (1 + |x*|_inf) ...
-    margin_factor: float = 10.0  # ... and 10 x that distance stays inside x*'s linear region
+    # Smooth activations: Newton polish once the residual is this small (relative), accepted once
+    # |x - x*|_inf <= this * (1 + |x*|_inf). ReLU networks are accepted only by their certificate.
+    accept_distance: float = 1e-3
     residual_tol: Optional[float] = None  # None: 1e-9 in float64, 1e-4 in float32
     unstable_distance: float = 1e-9  # relative distance that counts as sitting on a fixed point
     unstable_windows: int = 3
@@ -62,9 +63,6 @@ class SolverOptions:
         for name in ("rtol", "atol", "window", "max_time", "accept_distance", "unstable_distance",
                      "diverge_threshold", "certify_horizon"):
             check(math.isfinite(getattr(self, name)) and getattr(self, name) > 0, name, "must be a finite number > 0")
-        # margin_factor < 1 would polish a state that is not yet inside its fixed point's linear region.
-        check(math.isfinite(self.margin_factor) and self.margin_factor >= 1, "margin_factor",
-              "must be a finite number >= 1")
         check(math.isfinite(self.stability_margin) and self.stability_margin >= 0, "stability_margin",
               "must be a finite number >= 0")
         check(self.residual_tol is None or math.isfinite(self.residual_tol) and self.residual_tol > 0, "residual_tol",

@@ -354,15 +354,18 @@ def deviation_bound(table: RegionTable, rows: torch.Tensor, states: torch.Tensor
 
 def settling_horizon(table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
                      fixed: torch.Tensor) -> torch.Tensor:
-    """Per sample (B,), a time after which the state is certainly within its region's margin of
-    `fixed` if it has not left the region before: the bound K exp(beta t) on |e| falls below the
-    distance of x* to the region's walls. inf where no such time exists (not stable, V
-    ill-conditioned, x* on a wall)."""
-    margin = torch.where(states > 0, fixed, -fixed).amin(-1)
+    """Per sample (B,), a time after which every unit is certainly on x*'s side of its threshold
+    if the state has not left the region before: each unit's bound K_i exp(beta t) on |e_i|
+    falls below x*_i's distance to that threshold (a unit with K_i = 0 never moves). inf where
+    no such time exists (not stable, V ill-conditioned, a moving unit whose x* is on its wall)."""
     bound_s, bound_r = deviation_bound(table, rows, states, fixed)
-    bound = torch.maximum(bound_s.amax(-1), bound_r.amax(-1))
-    horizon = torch.log((bound / margin.clamp_min(1e-300)).clamp_min(1.0)) / -table.decay[rows]
-    return torch.where(table.certifiable[rows] & (margin > 0), horizon, math.inf)
+    slots = table.active[rows]
+    margin_s = torch.where(table.valid[rows], fixed.gather(1, slots), math.inf)
+    margin_r = torch.where(states > 0, math.inf, -fixed)
+    bound, margin = torch.cat([bound_s, bound_r], 1), torch.cat([margin_s, margin_r], 1)
+    per_unit = torch.log((bound / margin.clamp_min(1e-300)).clamp_min(1.0)) / -table.decay[rows, None]
+    per_unit = torch.where(bound == 0, 0.0, torch.where(margin > 0, per_unit, math.inf))
+    return torch.where(table.certifiable[rows], per_unit.amax(-1), math.inf)
 
 
 def stays_in_region(network: RecurrentNetwork, table: RegionTable, rows: torch.Tensor, states: torch.Tensor,

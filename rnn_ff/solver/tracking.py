@@ -25,13 +25,14 @@ class RunningSamples:
     box_high: torch.Tensor
     speed_early: torch.Tensor  # max speed in the first half of the block
     speed_late: torch.Tensor  # max speed in the second half of the block
+    near_attractor: torch.Tensor  # a window of the block ended in the region (or near) of a stable fixed point
 
     @classmethod
     def start(cls, drive: torch.Tensor, states: torch.Tensor) -> RunningSamples:
         ids = torch.arange(len(drive), device=drive.device)
         zeros = torch.zeros(len(ids), dtype=drive.dtype, device=drive.device)
         return cls(ids, states, drive, torch.zeros_like(ids), zeros, states.clone(), states.clone(), zeros.clone(),
-                   zeros.clone())
+                   zeros.clone(), torch.zeros_like(ids, dtype=torch.bool))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -51,12 +52,15 @@ class RunningSamples:
             self.speed_late = torch.maximum(self.speed_late, window_max)
 
     def oscillating(self, options: SolverOptions) -> torch.Tensor:
-        """Bounded motion whose speed does not decay and whose path is much longer than its box."""
+        """Bounded motion whose speed does not decay and whose path is much longer than its box,
+        and which never came back to a stable fixed point's region in the block: a lightly
+        damped spiral about a stable fixed point decays too slowly to tell from a limit cycle
+        within a block, so it integrates on until it is certified (or times out)."""
         diagonal = (self.box_high - self.box_low).norm(dim=-1)
         sustained = self.speed_late >= 0.5 * self.speed_early
         # Jitter at the integrator's tolerance around a fixed point is not an oscillation.
         noise = options.atol + options.rtol * self.box_high.abs().amax(-1)
-        return sustained & (diagonal > 1e3 * noise) & (self.path > 3.0 * diagonal)
+        return sustained & (diagonal > 1e3 * noise) & (self.path > 3.0 * diagonal) & ~self.near_attractor
 
     def reset_block(self, end: torch.Tensor) -> None:
         end = torch.nan_to_num(end)
@@ -64,6 +68,7 @@ class RunningSamples:
         self.box_low, self.box_high = end.clone(), end.clone()
         self.speed_early = torch.zeros_like(self.speed_early)
         self.speed_late = torch.zeros_like(self.speed_late)
+        self.near_attractor = torch.zeros_like(self.near_attractor)
 
     def keep(self, end: torch.Tensor, still_running: torch.Tensor, n_running: int) -> RunningSamples:
         """The samples still running (n_running of them, a host-known count), with their new states."""

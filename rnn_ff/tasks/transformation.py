@@ -33,10 +33,9 @@ Where it stops working (n = 12, other defaults held):
   the response depends on history, not only on the input.
 - Narrow input bumps (bump_width = 0.5) light up under 2 units per ring; C's decode is
   pulled towards integer positions (mean error 0.16, max 0.34 units) and the map gets
-  kinkier. Broad bumps (bump_width = 3) still decode but about 5% of inputs end
-  "oscillating" in the solver; weak ring inhibition (0.05) gives 6-7 active units per ring.
-- The solver marks a few stable fixed points (about 1 in 1,000 or fewer) "oscillating"
-  when a unit sits within ~1e-4 of threshold; such inputs are dropped, not mislearned.
+  kinkier. Broad bumps (bump_width = 3 or 4) still decode, and every input settles (1,024
+  of 1,024; earlier solvers called some of them "oscillating"); weak ring inhibition (0.05)
+  gives 6-7 active units per ring.
 - Large n costs n^2 hidden units: N grows quadratically, and so does the solve time.
 """
 
