@@ -152,3 +152,19 @@ def test_a_lightly_damped_spiral_that_crosses_a_threshold_is_never_called_oscill
     assert result.status[0] in ("converged", "timeout")
     if result.status[0] == "converged":
         np.testing.assert_allclose(result.states[0].numpy(), star, atol=1e-12)
+
+
+# -- a defective region ------------------------------------------------------------------------
+def test_a_feed_forward_chain_whose_region_has_no_eigenbasis_converges():
+    """Units in a chain, each driving the next with weight 2: the region's block -I + W is one
+    Jordan block (eigenvalue -1, a single eigenvector), so no eigendecomposition certifies it; the
+    region's quadratic Lyapunov function does (hypothesis found W = [[0, 1], [0, 0]] timing out)."""
+    weights = np.diag([2.0, 2.0, 2.0], k=1)
+    network = network_of(weights.tolist(), 1.0, [0.0, 0.0, 0.0, 0.0])
+    inputs = torch.tensor([[0.1, 0.2, -0.3, 0.4], [1e-3, 0.0, 0.0, 1e-3]], dtype=torch.float64)
+    result = solve(network, inputs, SolverOptions(max_time=200))
+    assert result.status == ["converged", "converged"]
+    for state, drive in zip(result.states.numpy(), inputs.numpy()):
+        network.bias = torch.tensor(drive)
+        _, path = lsoda(network, np.zeros(4), 100.0)
+        np.testing.assert_allclose(state, path[:, -1], atol=1e-9)

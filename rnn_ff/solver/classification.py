@@ -35,6 +35,7 @@ from rnn_ff.solver.regions import (
     RegionTable,
     analyse_regions,
     exact_fixed_points,
+    inside_invariant_ellipsoid,
     key_words,
     max_real_parts,
     active_set_fixed_points,
@@ -105,11 +106,13 @@ class PiecewiseLinearJudge:
         pieces = range(0, len(states), block)
         horizon = torch.cat([settling_horizon(table, rows[i:i + block], states[i:i + block], fixed[i:i + block])
                              for i in pieces])
-        # A zero horizon certifies at once (the bound never reaches the region's walls); the path
-        # check (the costly part) runs only for samples that can be certified and need it.
-        hopeful = consistent & (horizon <= self.time_limit)
-        certified = hopeful & (horizon == 0)
-        to_check = hopeful & (horizon > 0)
+        inside = torch.cat([inside_invariant_ellipsoid(table, rows[i:i + block], states[i:i + block],
+                                                       fixed[i:i + block]) for i in pieces])
+        # Certified at once: the invariant ellipsoid lies in the region, or a zero horizon (the modal
+        # bound never reaches the walls); the path check (the costly part) runs only for samples
+        # that can be certified and need it.
+        certified = consistent & (inside | (horizon == 0))
+        to_check = consistent & ~certified & (horizon <= self.time_limit)
         chosen = torch.argsort((~to_check).to(torch.int8), stable=True)[:int(to_check.sum())]  # host round trip
         for i in range(0, len(chosen), block):
             part = chosen[i:i + block]

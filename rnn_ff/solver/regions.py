@@ -58,6 +58,10 @@ class RegionTable:
     inverse_vectors: torch.Tensor  # (G, P, P) complex V^-1 (0 where not certifiable)
     coupling: torch.Tensor  # (G, N, P) complex Q / (1 + tau_i lambda_k) on inactive rows; 0 where resonant
     resonant_factor: torch.Tensor  # (G,) 2 / (e |max_real|) if the region has a resonance, else 0
+    has_lyapunov: torch.Tensor  # (G,) bool: a quadratic Lyapunov function of the S block was found and verified
+    lyapunov: torch.Tensor  # (G, P, P) its matrix L (A^T L + L A negative definite)
+    reach_active: torch.Tensor  # (G, P) max of |e_i| over the ellipsoid e^T L e <= 1, by padded slot (0 on padding)
+    reach_inactive: torch.Tensor  # (G, N) max of |W_iS e| over that ellipsoid for inactive units i (0 on active ones)
     # (G, N, P) complex Q / tau_i where 1 + tau_i lambda_k = 0, else 0; None: no region has a resonance
     resonant_coupling: torch.Tensor | None = None
 
@@ -84,8 +88,9 @@ class RegionTable:
             self.keys, torch.cat([self.active, torch.zeros_like(self.active[:, :1]).expand(g, extra)], 1),
             torch.cat([self.valid, torch.zeros_like(self.valid[:, :1]).expand(g, extra)], 1), self.max_real,
             self.certifiable, self.decay, torch.cat([self.eigenvalues, dummy], 1), vectors, inverse,
-            torch.cat([self.coupling, zeros], 2), self.resonant_factor,
-            None if self.resonant_coupling is None else torch.cat([self.resonant_coupling, zeros], 2))
+            torch.cat([self.coupling, zeros], 2), self.resonant_factor, self.has_lyapunov,
+            _embed(self.lyapunov, width), torch.cat([self.reach_active, self.reach_active.new_zeros(g, extra)], 1),
+            self.reach_inactive, None if self.resonant_coupling is None else torch.cat([self.resonant_coupling, zeros], 2))
 
     @staticmethod
     def concat(first: RegionTable, second: RegionTable) -> RegionTable:
@@ -215,7 +220,9 @@ def placeholder_row(key: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTabl
                        torch.full((1,), math.inf, dtype=dtype, device=device),
                        torch.full((1, 1), _DUMMY_EIGENVALUE, dtype=complex_dtype, device=device), zeros + 1, zeros,
                        torch.zeros(1, n, 1, dtype=complex_dtype, device=device),
-                       torch.zeros(1, dtype=dtype, device=device))
+                       torch.zeros(1, dtype=dtype, device=device), torch.zeros(1, dtype=torch.bool, device=device),
+                       torch.ones(1, 1, 1, dtype=dtype, device=device), torch.zeros(1, 1, dtype=dtype, device=device),
+                       torch.zeros(1, n, dtype=dtype, device=device))
 
 
 def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
@@ -258,6 +265,12 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     off_decay = torch.where(inactive, -1.0 / tau, -math.inf).amax(-1)
     decay = torch.maximum(torch.where(has_resonance, max_real / 2, max_real), off_decay)
     complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    has_lyapunov = torch.zeros(g, dtype=torch.bool)
+    lyapunov = torch.eye(width, dtype=torch.float64).repeat(g, 1, 1)
+    reach_active, reach_inactive = torch.zeros(g, width, dtype=torch.float64), torch.zeros(g, n, dtype=torch.float64)
+    if stable.any():
+        has_lyapunov[stable], lyapunov[stable], reach_active[stable], reach_inactive[stable] = lyapunov_ellipsoids(
+            block[stable], weights, active[stable], valid[stable], inactive[stable])
 
     def real(t: torch.Tensor) -> torch.Tensor:
         return t.to(device, dtype)
@@ -267,7 +280,67 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
 
     return RegionTable(keys, active.to(device), valid.to(device), real(max_real),
                        certifiable.to(device), real(decay), cplx(values), cplx(vectors), cplx(inverse),
-                       cplx(coupling), real(resonant_factor), cplx(resonant_coupling) if has_resonance.any() else None)
+                       cplx(coupling), real(resonant_factor), has_lyapunov.to(device), real(lyapunov),
+                       real(reach_active), real(reach_inactive),
+                       cplx(resonant_coupling) if has_resonance.any() else None)
+
+
+def lyapunov_ellipsoids(blocks: torch.Tensor, weights: torch.Tensor, active: torch.Tensor, valid: torch.Tensor,
+                        inactive: torch.Tensor, max_doublings: int = 96) -> tuple[torch.Tensor, ...]:
+    """For stable S blocks A (G, P, P), float64 on the CPU: a matrix L with A^T L + L A negative
+    definite, so that every ellipsoid e^T L e <= r^2 is invariant under the region's linear flow,
+    whatever A's eigenvectors (defective and strongly non-normal blocks included). Returns
+    (verified (G,), L, reach of the active units by slot (G, P), reach of W_iS e for every
+    unit (G, N), 0 on active rows), the reaches for r = 1.
+
+    L = integral_0^T exp(A^T t) exp(A t) dt: the first step h by Van Loan's block exponential, then
+    doubled (L <- L + M^T L M, M <- M^2 with M = exp(A t)) until |M| <= 1/2, where A^T L + L A =
+    M^T M - I is negative definite. Rounding is not trusted: L is kept only where that is checked."""
+    g, p = blocks.shape[:2]
+    eye = torch.eye(p, dtype=blocks.dtype).expand(g, p, p)
+    h = 1.0 / blocks.abs().sum(-1).amax(-1).clamp_min(1e-12)
+    van_loan = torch.cat([torch.cat([-blocks.mT, eye], 2), torch.cat([torch.zeros_like(blocks), blocks], 2)], 1)
+    exponential = torch.linalg.matrix_exp(van_loan * h[:, None, None])
+    flow = exponential[:, p:, p:]
+    lyapunov = flow.mT @ exponential[:, :p, p:]
+    for _ in range(max_doublings):
+        lyapunov = lyapunov + flow.mT @ lyapunov @ flow
+        flow = flow @ flow
+        if (torch.linalg.matrix_norm(flow) <= 0.5).all():
+            break
+    lyapunov = (lyapunov + lyapunov.mT) / 2
+    derivative = blocks.mT @ lyapunov + lyapunov @ blocks
+    eps = torch.finfo(blocks.dtype).eps
+    slack = 1e3 * p * eps * torch.linalg.matrix_norm(blocks) * torch.linalg.matrix_norm(lyapunov)
+    finite = torch.isfinite(lyapunov).flatten(1).all(1) & torch.isfinite(derivative).flatten(1).all(1)
+    lyapunov = torch.where(finite[:, None, None], lyapunov, eye)
+    derivative = torch.where(finite[:, None, None], (derivative + derivative.mT) / 2, -eye)
+    decreasing = _symmetric_spectrum(derivative)[:, -1] < -slack
+    spectrum = _symmetric_spectrum(lyapunov)
+    with single_threaded_lapack():
+        factor, info = torch.linalg.cholesky_ex(lyapunov)
+        inverse = torch.cholesky_inverse(torch.where((info == 0)[:, None, None], factor, eye))
+    conditioned = (spectrum[:, 0] > 0) & (spectrum[:, -1] < 1e12 * spectrum[:, 0])
+    verified = finite & decreasing & conditioned & (info == 0)
+    reach_active = torch.where(valid, inverse.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt(), 0.0)
+    rows = _onto(weights, active, valid)  # (G, N, P): W_iS
+    reach_inactive = torch.where(inactive, ((rows @ inverse) * rows).sum(-1).clamp_min(0).sqrt(), 0.0)
+    return verified, lyapunov, reach_active, reach_inactive
+
+
+def _symmetric_spectrum(matrices: torch.Tensor) -> torch.Tensor:
+    """Ascending eigenvalues of symmetric matrices (G, P, P); nan rows where LAPACK fails to converge."""
+    try:
+        with single_threaded_lapack():
+            return torch.linalg.eigvalsh(matrices)
+    except RuntimeError:  # one ill-conditioned matrix fails the whole batch: try them one by one
+        values = torch.full(matrices.shape[:2], math.nan, dtype=matrices.dtype)
+        for k, matrix in enumerate(matrices.numpy()):
+            try:
+                values[k] = torch.from_numpy(np.linalg.eigvalsh(matrix))
+            except np.linalg.LinAlgError:
+                continue
+        return values
 
 
 def _eig(blocks: torch.Tensor, vectors: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -335,6 +408,20 @@ def exact_fixed_points(network: RecurrentNetwork, states: torch.Tensor, drive: t
         active, valid = padded_active_sets(active_units[members], size)
         fixed[members] = active_set_fixed_points(network, drive[members], active, valid)
     return fixed
+
+
+def inside_invariant_ellipsoid(table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
+                               fixed: torch.Tensor) -> torch.Tensor:
+    """Whether the region's invariant ellipsoid through each state lies in the region (B,): then
+    the region's linear flow from the state never leaves it (active units stay above threshold;
+    an inactive unit i obeys tau_i e_i' = -e_i + W_iS e_S, so e_i stays below max(e_i(0), the
+    largest W_iS e_S on the ellipsoid)), so it is the network's trajectory, and it settles on x*."""
+    slots, valid = table.active[rows], table.valid[rows]
+    e_s = torch.where(valid, (states - fixed).gather(1, slots), 0.0)
+    radius = (e_s[:, None, :] @ table.lyapunov[rows] @ e_s[:, :, None])[:, 0, 0].clamp_min(0).sqrt() * (1 + 1e-6)
+    active_inside = torch.where(valid, radius[:, None] * table.reach_active[rows] < fixed.gather(1, slots), True)
+    inactive_inside = torch.where(states > 0, True, radius[:, None] * table.reach_inactive[rows] <= -fixed)
+    return table.has_lyapunov[rows] & active_inside.all(-1) & inactive_inside.all(-1)
 
 
 def deviation_bound(table: RegionTable, rows: torch.Tensor, states: torch.Tensor,
