@@ -32,20 +32,26 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    hidden: int = 512
-    activation: str = "relu"
-    output_activation: str = "relu"  # rates are >= 0; relu also gives exact zeros
+    """The feed-forward approximator: input -> hidden -> one rate per recurrent unit."""
+
+    hidden: int = 512  # wide enough for the default tasks to reach rel_error < 0.1 in minutes on a CPU
+    activation: str = "relu"  # relu | tanh | gelu | silu; ReLU matches the piecewise-linear targets
+    output_activation: str = "relu"  # relu | softplus | none; rates are >= 0 and often exactly 0
     hidden_layers: int = 1  # 1: the two-layer network (input -> hidden -> rates); more for composed maps
 
 
 @dataclass
 class SolverConfig(SolverOptions):
-    dtype: str = "float64"
-    progress: bool = True
+    """SolverOptions (rnn_ff/solver/options.py) and how a run calls the solver."""
+
+    dtype: str = "float64"  # float64 targets are exact to ~1e-12; float32 to ~1e-5
+    progress: bool = True  # a progress bar with the running status counts
 
 
 @dataclass
 class TrainerConfig:
+    """The plain PyTorch loop (rnn_ff/training.py): AdamW, warm-up + cosine, early stopping."""
+
     max_epochs: int = 300
     batch_size: int = 128
     lr: float = 2e-3
@@ -55,12 +61,14 @@ class TrainerConfig:
     grad_clip: float = 1.0
     patience: int = 40  # early stopping: epochs without a better val/rel_error
     checkpoint_every: int = 1  # epochs between writes of checkpoints/last.pt
-    n_figure_examples: int = 4
-    progress: bool = True
+    n_figure_examples: int = 4  # test inputs drawn as recurrent-vs-FF figures
+    progress: bool = True  # a progress bar over epochs
 
 
 @dataclass
 class DataConfig:
+    """(input, fixed point) pairs; only converged samples (stable fixed points) are kept."""
+
     n_train: int = 4096
     n_val: int = 512
     n_test: int = 512
@@ -73,10 +81,12 @@ class DataConfig:
 
 @dataclass
 class PathsConfig:
-    root_dir: str = "${rnn_ff.project_root:}"
+    """Every path comes from here, never from the working directory."""
+
+    root_dir: str = "${rnn_ff.project_root:}"  # the folder holding train.py and configs/
     log_dir: str = "${paths.root_dir}/outputs"
-    cache_dir: str = "${paths.log_dir}/cache"
-    output_dir: str = "${hydra:runtime.output_dir}"
+    cache_dir: str = "${paths.log_dir}/cache"  # shared by all runs: datasets keyed by a hash of what determines them
+    output_dir: str = "${hydra:runtime.output_dir}"  # this run's folder
 
 
 @dataclass
@@ -87,7 +97,7 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
-    seed: int = 0
+    seed: int = 0  # model init and batch order; the dataset has its own data.seed
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     resume: Optional[str] = None  # a checkpoint path, or "auto": this run dir's (or the latest matching) last.pt
 
@@ -97,8 +107,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("rnn_ff.project_root", lambda: str(PROJECT_ROOT))
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    for name, (schema, _) in TASKS.items():
-        store.store(group="task", name=f"{name}_schema", node=schema)
+    for name, (schema, _) in TASKS.items():  # a group of its own: schemas are not options of `task`
+        store.store(group="schema/task", name=name, node=schema)
 
 
 def solver_options(solver_cfg) -> SolverOptions:

@@ -100,10 +100,16 @@ def safe_load(path: str | Path, what: str) -> dict:
 
 
 def _reason(error: Exception) -> str:
-    """One line from torch.load's error: the unpickler's own reason, not its advice to trust the file."""
+    """One line from torch.load's error: the unpickler's own reason (the text after
+    "WeightsUnpickler error:", which torch 2.13 puts on a line of its own), never its advice
+    to retry with weights_only=False, which a user of a script cannot act on."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).splitlines()]
-    reason = next((line for line in lines if line.startswith("WeightsUnpickler error:")),
-                  next((line for line in lines if line), type(error).__name__))
+    reason = next((line for line in lines if line and "weights_only" not in line), type(error).__name__)
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].strip()
+            reason = reason or next((rest for rest in lines[i + 1:] if rest), "unsupported content")
+            break
     return reason.split(". Please use", 1)[0]
 
 

@@ -22,7 +22,7 @@ batches up to --horizon-max-batch, and one pass of a 256-hidden two-layer MLP
 seconds and all rows --time-budget: once a row exceeds its budget, or the next one is
 predicted to (cost linear in the batch), larger batches are skipped and the report says so.
 
-Task (--task NAME): the task's default network (configs/task/NAME.yaml; --task-option
+Task (--task NAME): the task's default network (rnn_ff/tasks/NAME.py; --task-option
 key=value changes a field) and its own input sampler. rnn_ff with its defaults beside (b),
 scipy.optimize.root (hybr, exact Jacobian, one input at a time, from x = 0 and from x = drive),
 a batched damped fixed-point iteration x <- (1 - a) x + a (W f(x) + drive) and torchdeq's
@@ -34,6 +34,10 @@ solves, the others' one run each, all after a warm-up solve on the device.
 
 GPU work is timed with torch.cuda.synchronize() before each clock reading, so the times
 include the kernels still queued when a call returns.
+
+Command line: --flags (argparse), not the key=value overrides of train.py and of the tools that
+act on a run (evaluate, export, summarize: rnn_ff/cli.py): a measurement tool with modes
+and numeric options that composes no run config.
 """
 
 from __future__ import annotations
@@ -52,7 +56,6 @@ import torch
 from omegaconf import OmegaConf
 from torchdiffeq import odeint
 
-from rnn_ff.config import PROJECT_ROOT
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import RecurrentNetwork
 from rnn_ff.solver import SolverOptions, solve
@@ -466,10 +469,8 @@ METHODS: dict[str, Callable[..., Attempt]] = {
 
 
 def task_config(name: str, assignments: list[str]):
-    """configs/task/<name>.yaml on its schema, with `key=value` changes (checked by the schema)."""
-    values = OmegaConf.load(PROJECT_ROOT / "configs" / "task" / f"{name}.yaml")
-    values.pop("defaults", None)
-    return OmegaConf.merge(OmegaConf.structured(TASKS[name][0]), values, OmegaConf.from_dotlist(assignments))
+    """The task's schema defaults with `key=value` changes (checked by the schema)."""
+    return OmegaConf.merge(OmegaConf.structured(TASKS[name][0]), OmegaConf.from_dotlist(assignments))
 
 
 def judge(network: RecurrentNetwork, drive: torch.Tensor, attempt: Attempt, reference_rates: torch.Tensor,

@@ -9,14 +9,13 @@ model and prints the metrics; the last stdout line is one JSON object.
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
 
 import torch
 from omegaconf import OmegaConf
 
 from rnn_ff.checkpoint import approximator_from, load_checkpoint, task_from
+from rnn_ff.cli import parse_overrides, run
 from rnn_ff.config import DTYPES, SolverConfig, resolve_device, solver_options
 from rnn_ff.data import Split
 from rnn_ff.evaluation import evaluate, measure_speed, numbers
@@ -32,7 +31,7 @@ class EvaluateConfig:
 
 
 def main(argv: list[str]) -> dict:
-    args = OmegaConf.merge(OmegaConf.structured(EvaluateConfig), OmegaConf.from_dotlist(argv))
+    args = parse_overrides(EvaluateConfig, argv)
     if args.n_samples < 1:
         raise SystemExit(f"n_samples={args.n_samples} is invalid: must be >= 1")
     checkpoint = load_checkpoint(args.checkpoint)
@@ -55,8 +54,4 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        print(json.dumps(main(sys.argv[1:])))
-    except Exception as error:  # one clear line instead of a traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run(main)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from omegaconf import OmegaConf
 
 from rnn_ff.checkpoint import approximator_from, load_checkpoint, task_from
+from rnn_ff.cli import parse_overrides, run
 
 FORMATS = ("torchscript", "onnx", "all")
 ONNX_MISSING = ("ONNX export needs the `onnx` package, which is not installed; install the export extra: "
@@ -95,7 +95,7 @@ def run_onnx(path: Path, inputs: torch.Tensor):
 
 
 def main(argv: list[str]) -> dict:
-    args = OmegaConf.merge(OmegaConf.structured(ExportConfig), OmegaConf.from_dotlist(argv))
+    args = parse_overrides(ExportConfig, argv)
     if args.format not in FORMATS:
         raise SystemExit(f"error: format={args.format!r} is invalid; allowed: {', '.join(FORMATS)}")
     if args.n_check < 1:
@@ -158,10 +158,4 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        print(json.dumps(main(sys.argv[1:])))
-    except SystemExit:
-        raise
-    except Exception as error:  # one clear line instead of a traceback
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run(main)

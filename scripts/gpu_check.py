@@ -16,6 +16,10 @@ the next one runs. Stages that no longer fit the budget are skipped and say so.
   task_<task>    scripts/benchmark_solver.py --task <task> --device cuda, while time is left
 Writes outputs/gpu_check/summary.md, summary.json and logs/<stage>.log after every stage, and
 copies them to $OUT when that is set. Exit status 1 when a stage failed or timed out.
+
+Command line: --flags (argparse), not the key=value overrides of train.py and of the tools that
+act on a run (evaluate, export, summarize: rnn_ff/cli.py): a measurement tool with stages
+and budgets that composes no run config (its train stages call train.py with Hydra overrides).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Summarise a sweep: one row per job, a markdown table and a rel_error-vs-width plot.
 
-    python scripts/summarize.py outputs/multiruns/wta/<time>
+    python scripts/summarize.py sweep=outputs/multiruns/wta/<time> [out=<folder>]
 
 Finds every job folder under the given folder (one holding .hydra/config.yaml), reads its
 metrics.json and config, and writes into that folder:
@@ -9,21 +9,24 @@ metrics.json and config, and writes into that folder:
   summary.md               the same rows as a markdown table (headline metrics only)
   rel_error_vs_hidden.png  test/rel_error against model.hidden (log x): mean over seeds,
                            min-max spread shaded, one line per task
-and prints the markdown table. Jobs without metrics.json (failed or still running) are
-skipped with a warning and counted.
+and prints the markdown table (and, last, one JSON line). Jobs without metrics.json (failed or
+still running) are skipped with a warning and counted.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import OmegaConf
+
+from rnn_ff.cli import parse_overrides, run
 
 ALWAYS = ("task.name", "model.hidden", "seed")
 # Keys that differ between jobs without saying anything about the run.
@@ -162,13 +165,16 @@ def summarize(sweep_dir: Path, out_dir: Path | None = None) -> dict:
     return {"rows": len(rows), "skipped": len(skipped), "columns": ["job", *config_columns, *metric_columns]}
 
 
+@dataclass
+class SummarizeConfig:
+    sweep: str = "???"  # a multirun folder, e.g. outputs/multiruns/wta/<time>
+    out: Optional[str] = None  # where to write the summary; default: the sweep folder
+
+
 def main(argv: list[str]) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. outputs/multiruns/wta/<time>")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the summary (default: sweep_dir)")
-    args = parser.parse_args(argv)
-    return summarize(args.sweep_dir, args.out)
+    args = parse_overrides(SummarizeConfig, argv)
+    return summarize(Path(args.sweep), Path(args.out) if args.out else None)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run(main)

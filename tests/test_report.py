@@ -76,7 +76,7 @@ def test_tried_grid_scales_the_runs_own_settings():
     command = report.tried_sweep_command("wta", 1, ["data.n_train=100", "trainer.patience=5"],
                                          report.TRIED["grid"], PROJECT_ROOT / "x")
     assert "data.n_train=100,400" in command and "trainer.patience=5" in command and "data.n_train=100" not in command
-    epochs = report.configured_value("trainer.max_epochs", [])  # from configs/trainer/default.yaml
+    epochs = report.configured_value("trainer.max_epochs", [])  # the TrainerConfig default
     assert f"trainer.max_epochs={epochs},{3 * epochs}" in command
     assert f"model.hidden={report.default_width()}" in command and "seed=1" in command and "task=wta" in command
     deeper = report.tried_sweep_command("wta", 0, ["model.hidden_layers=3"], report.TRIED["depth"], PROJECT_ROOT / "x")

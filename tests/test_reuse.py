@@ -76,7 +76,7 @@ def test_summarize_writes_table_csv_and_plot_and_skips_unfinished_jobs(sweep, tm
     (crashed / ".hydra").mkdir(parents=True)
     shutil.copy(copy / "0" / ".hydra" / "config.yaml", crashed / ".hydra" / "config.yaml")
 
-    result = run_script(["scripts/summarize.py", str(copy)], timeout=60)
+    result = run_script(["scripts/summarize.py", f"sweep={copy}"], timeout=60)
     assert "warning: skipping" in result.stderr and str(crashed) in result.stderr
     assert "4 jobs summarised, 1 skipped" in result.stdout
 
@@ -125,7 +125,7 @@ def test_summarize_adds_the_keys_that_vary_and_one_line_per_task(sweep, tmp_path
 
 
 def test_summarize_fails_clearly_without_finished_jobs(tmp_path):
-    result = run_script(["scripts/summarize.py", str(tmp_path)], check=False, timeout=60)
+    result = run_script(["scripts/summarize.py", f"sweep={tmp_path}"], check=False, timeout=60)
     assert result.returncode != 0 and "no job with metrics.json" in result.stderr
 
 

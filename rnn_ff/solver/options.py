@@ -22,12 +22,12 @@ INTEGRATION_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 @dataclass
 class SolverOptions:
-    method: str = "dopri5"
+    method: str = "dopri5"  # one of torchdiffeq's adaptive methods (ADAPTIVE_METHODS)
     # The trajectory only has to reach the right linear region: the answer is then the exact,
     # certified fixed point, so the integration tolerance can be looser than the answer's.
     rtol: float = 1e-4
     atol: float = 1e-6
-    window: float = 5.0  # integration window, in units of the largest tau
+    window: float = 5.0  # integration window, in units of the largest tau; samples are judged after each
     max_time: float = 1000.0  # give up (timeout) after this, in units of the largest tau
     max_steps_per_window: int = 20000
     points_per_window: int = 8  # trajectory samples per window, for the oscillation test
@@ -35,8 +35,8 @@ class SolverOptions:
     # |x - x*|_inf <= this * (1 + |x*|_inf). ReLU networks are accepted only by their certificate.
     accept_distance: float = 1e-3
     residual_tol: Optional[float] = None  # None: 1e-9 in float64, 1e-4 in float32
-    unstable_distance: float = 1e-9  # relative distance that counts as sitting on a fixed point
-    unstable_windows: int = 3
+    unstable_distance: float = 1e-9  # relative distance that counts as sitting on a fixed point ...
+    unstable_windows: int = 3  # ... for this many windows in a row: status unstable
     oscillation_windows: int = 8  # windows per block of the oscillation test
     stability_margin: float = 1e-9  # stable means max Re(eig) < -stability_margin
     diverge_threshold: float = 1e6

@@ -29,7 +29,7 @@ class CustomConfig:
     tau: Any = 1.0  # a number or a path to an (N,) file
     input_matrix: Optional[str] = None  # path to an N x D file; default identity (D = N)
     bias: Any = 0.0  # a number or a path to an (N,) file
-    activation: str = "relu"
+    activation: str = "relu"  # relu | tanh (relu allows the exact polish and the certificate)
     inputs: InputDistributionConfig = field(default_factory=InputDistributionConfig)
 
 

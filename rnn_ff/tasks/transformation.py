@@ -53,16 +53,16 @@ from rnn_ff.tasks.base import Labels, Task, require
 @dataclass
 class TransformationConfig:
     name: str = "transformation"  # task registry key
-    n: int = 12  # units per ring; N = n^2 + 3n + 4 units in all (184 for n = 12)
+    n: int = 12  # units per ring; N = n^2 + 3n + 4 units in all (184 for n = 12), fast to solve
     ring_to_hidden: float = 1.0  # A_i -> H(i,j) and B_j -> H(i,j): H needs both to fire
-    output_to_hidden: float = 0.05  # C_(i+j) -> H(i,j): closes the loop; weak, as n * this * hidden_to_output must stay < 1
+    output_to_hidden: float = 0.05  # C_(i+j) -> H(i,j): closes the loop; weak, as n * this * hidden_to_output must stay < 1 (0.5 diverges)
     hidden_to_ring: float = 0.02  # H(i,j) -> A_i and B_j: relational feedback; weak keeps one fast, unique fixed point
     hidden_to_output: float = 1.0  # H(i,j) -> C_(i+j): the only drive C gets, sums along i + j = k
     hidden_threshold: float = 0.5  # negative bias on H: only coincident A and B bumps activate it
     ring_excitatory_to_inhibitory: float = 1.0  # each A/B/C unit -> its ring's inhibitory unit
-    ring_inhibitory_to_excitatory: float = 0.3  # ring inhibitory unit -| its ring; larger = sharper, lower bumps
+    ring_inhibitory_to_excitatory: float = 0.3  # ring inhibitory unit -| its ring; sharpens bumps to ~4 active units (A, B), 3-4 (C)
     hidden_excitatory_to_inhibitory: float = 1.0  # each H unit -> H's inhibitory unit
-    hidden_inhibitory_to_excitatory: float = 0.05  # H's inhibitory unit -| every H unit; limits the active hidden patch
+    hidden_inhibitory_to_excitatory: float = 0.05  # H's inhibitory unit -| every H unit; limits the active hidden patch to ~10 units
     tau_excitatory: float = 1.0  # time constant of A, B, C and H (the unit of time)
     tau_inhibitory: float = 0.5  # inhibition is faster than excitation (keeps the loop stable)
     bump_amplitude: float = 1.0  # peak of the input bumps; must exceed hidden_threshold for H to fire

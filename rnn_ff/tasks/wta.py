@@ -19,12 +19,12 @@ from rnn_ff.tasks.base import Labels, Task, require, require_finite
 @dataclass
 class WTAConfig:
     name: str = "wta"
-    n_excitatory: int = 16
-    self_excitation: float = 0.5  # alpha; > 1 gives a single, discontinuous winner
+    n_excitatory: int = 16  # E units, plus one inhibitory unit
+    self_excitation: float = 0.5  # alpha < 1: soft WTA, a continuous map an MLP can fit; > 1: single winner, jumps at ties
     neighbour_excitation: float = 0.0  # to ring neighbours i +- 1
     excitatory_to_inhibitory: float = 3.0  # beta1, each E -> I weight
-    inhibitory_to_excitatory: float = 0.3  # beta2, magnitude of each I -> E weight
-    tau_excitatory: float = 1.0
+    inhibitory_to_excitatory: float = 0.3  # beta2, magnitude of each I -> E weight; g = beta1 * beta2 = 0.9 sets how few units win
+    tau_excitatory: float = 1.0  # the unit of time
     tau_inhibitory: float = 0.5  # inhibition is faster than excitation
     input_low: float = 0.0  # inputs to the E units ~ uniform [input_low, input_high]
     input_high: float = 1.0
