@@ -5,10 +5,12 @@
 """
 
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from rnn_ff.cli import exit_on_user_error
 from rnn_ff.config import register_configs
 from rnn_ff.training import USER_ERRORS, train
 
@@ -21,8 +23,7 @@ def main(cfg: DictConfig) -> float:
     try:
         metrics = train(cfg)
     except USER_ERRORS as error:  # a mistake in the config or files: one clear line, no traceback
-        log.error("%s", error)
-        raise SystemExit(f"error: {error}") from None
+        exit_on_user_error(error, Path(cfg.paths.output_dir), log)
     return metrics["val/rel_error"]  # the objective a sweeper minimises
 
 

@@ -1,4 +1,5 @@
-"""The command line of the scripts that act on what a run wrote (evaluate, export, summarize).
+"""Command lines: how the scripts that act on what a run wrote (evaluate, export, summarize)
+read theirs, and how every entry point answers a user's mistake.
 
 They take Hydra's override grammar, as train.py does (key=value, typed by a dataclass schema,
 so that a misspelt key or a wrong type fails and names the key), but not @hydra.main, which
@@ -9,9 +10,13 @@ told (stdout, an export folder, a sweep's summary).
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, NoReturn
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -49,3 +54,32 @@ def run(main: Callable[[list[str]], dict]) -> None:
     except Exception as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+
+
+def exit_on_user_error(error: Exception, run_dir: Path, logger: logging.Logger) -> NoReturn:
+    """A Hydra app's answer to a user's mistake: one line `error: ...` on stderr, printed once, and
+    exit status 1. The run folder keeps the line in its log, unless the run wrote nothing but
+    Hydra's own files (.hydra/ and the log): then the folder goes, so no empty run is left behind."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (error,), None)
+    for handler in logging.getLogger().handlers:  # the run's log file; the console gets the line below
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    if run_dir.is_dir() and all(path.name == ".hydra" or path.suffix == ".log" for path in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if not any(run_dir.parent.iterdir()):  # outputs/runs/<task>/ made for this run alone
+            run_dir.parent.rmdir()
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+class SweepSummary(Callback):
+    """Hydra callback (configs/hydra/default.yaml): when a multirun ends, say where its jobs are
+    and the command that tabulates and plots them."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = sum(1 for path in sweep_dir.glob("*/metrics.json"))
+        logging.getLogger("sweep").info(
+            "sweep finished: %s (%d job(s) with metrics.json)\n"
+            "  summarize python scripts/summarize.py sweep=%s\n"
+            "  look      tensorboard --logdir %s", sweep_dir, jobs, sweep_dir, sweep_dir)

@@ -26,6 +26,11 @@ HIDDEN_ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
 OUTPUT_ACTIVATIONS = ("relu", "softplus", "none")
 
 
+# What a required key (???) holds, for the message when it is missing.
+MISSING_HINTS = {"task.weights": " (the N x N weight matrix, a .npy or .pt file: W[i, j] is the weight from unit j "
+                                 "onto unit i)"}
+
+
 class ConfigError(ValueError):
     """A config value that is well typed but not allowed; the message names the key."""
 
@@ -138,6 +143,11 @@ def validate(cfg) -> None:
 
     def positive(value) -> bool:
         return math.isfinite(value) and value > 0
+
+    missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
+    if missing:
+        raise ConfigError(f"{missing[0]} is required and has no default: add {missing[0]}=<value> to the command line"
+                          f"{MISSING_HINTS.get(missing[0], '')}")
 
     check(cfg.task.name in TASKS, "task.name", cfg.task.name, f"allowed: {sorted(TASKS)}")
     resolve_device(cfg.device)

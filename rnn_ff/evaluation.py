@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
 from rnn_ff.data import Split  # noqa: E402
@@ -87,21 +88,28 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def plot_examples(inputs: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor, n_examples: int):
-    """One row per example: the input, and the recurrent fixed point against the FF output
-    (tensors from any device: matplotlib gets CPU copies of the rows it draws)."""
+def plot_examples(inputs: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor, n_examples: int,
+                  populations: dict[str, torch.Tensor]):
+    """One row per example: the input, then one panel per population (its own y-axis, so that a
+    large inhibitory rate does not flatten the excitatory ones) with the recurrent fixed point
+    against the FF output; the legend sits above the panels (tensors from any device)."""
     n_examples = min(n_examples, len(inputs))
     inputs, target, predicted = (values[:n_examples].cpu().numpy() for values in (inputs, target, predicted))
-    figure, axes = plt.subplots(n_examples, 2, figsize=(10, 2.2 * n_examples), squeeze=False)
+    figure, axes = plt.subplots(n_examples, 1 + len(populations), figsize=(2.6 * (1 + len(populations)),
+                                2.0 * n_examples + 0.6), squeeze=False)
     for row in range(n_examples):
         axes[row, 0].bar(range(inputs.shape[1]), inputs[row], color="0.6")
         axes[row, 0].set_ylabel(f"example {row}")
-        axes[row, 1].plot(target[row], "o-", ms=3, label="recurrent fixed point")
-        axes[row, 1].plot(predicted[row], "x--", ms=3, label="feed-forward")
-    axes[0, 0].set_title("input u")
-    axes[0, 1].set_title("rates r* per unit")
-    axes[0, 1].legend(loc="upper right", fontsize=8)
+        for column, (name, units) in enumerate(populations.items(), start=1):
+            units = units.cpu().numpy()
+            axes[row, column].plot(units, target[row, units], "o-", ms=3, label="recurrent fixed point")
+            axes[row, column].plot(units, predicted[row, units], "x--", ms=3, label="feed-forward")
+            axes[row, column].xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+            axes[0, column].set_title(f"{name} rates", fontsize=9)
+            axes[-1, column].set_xlabel("unit")
+    axes[0, 0].set_title("input u", fontsize=9)
     axes[-1, 0].set_xlabel("input dimension")
-    axes[-1, 1].set_xlabel("unit")
-    figure.tight_layout()
+    handles, labels = axes[0, 1].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / figure.get_figheight()))
     return figure

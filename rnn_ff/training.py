@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import math
+import time
 from functools import partial
 from pathlib import Path
 
@@ -43,16 +44,20 @@ def train(cfg) -> dict[str, float]:
 
     Device rule: the splits and the model go to the run's device once, here; every later step
     computes there, and only Python numbers come back (at epoch boundaries and at the end)."""
+    started = time.perf_counter()
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = run_dir / "checkpoints"
     device = resolve_device(cfg.device)
     task = build_task(cfg.task)
-    writable_directory(run_dir)  # before the dataset, which may take hours
-    data = load_or_generate(cfg, task, device).to(device)
-
+    writable_directory(run_dir)  # before the dataset, which may take hours; so is the checkpoint to resume
     torch.manual_seed(cfg.seed)
     model = FeedForwardApproximator(task.network.n_inputs, task.network.n_units, **cfg.model).to(device)
+    resume_path = find_resume_checkpoint(cfg, run_dir, task.name)
+    checkpoint = None if resume_path is None else load_checkpoint(resume_path, task=task.name,
+                                                                   model_hparams=model.hparams, network=task.network)
+    data = load_or_generate(cfg, task, device).to(device)
+
     train_x, train_y = data.train.inputs.float(), data.train.rates.float()
     model.fit_normalisation(train_x, train_y)
     # On a GPU the step is launch-bound: the fused AdamW kernel replaces a dozen small ones per step.
@@ -70,9 +75,7 @@ def train(cfg) -> dict[str, float]:
                         rng={"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
                         config=config, network=task.network.state_dict(), dataset=str(data.path), **state)
 
-    resume_path = find_resume_checkpoint(cfg, run_dir, task.name)
-    if resume_path is not None:
-        checkpoint = load_checkpoint(resume_path, task=task.name, model_hparams=model.hparams, network=task.network)
+    if checkpoint is not None:
         if Path(checkpoint["dataset"]).name != data.path.name:  # the name holds the dataset's key hash
             raise CheckpointError(f"resume={resume_path}: the checkpoint was trained on the dataset "
                                   f"{Path(checkpoint['dataset']).name}, this config builds {data.path.name} "
@@ -142,8 +145,9 @@ def train(cfg) -> dict[str, float]:
     save(checkpoint_dir / "best.pt", state["best_model"])
     metrics = final_metrics(cfg, model, task, data, state)
     write_json(run_dir / "metrics.json", metrics)
-    log_results(writer, cfg, metrics, model, data, state["epoch"])
+    log_results(writer, cfg, metrics, model, task, data, state["epoch"])
     writer.close()
+    log.info("%s", run_summary(task, metrics, run_dir, data, time.perf_counter() - started))
     return metrics
 
 
@@ -261,7 +265,10 @@ def final_metrics(cfg, model, task, data: FixedPointDataset, state: dict) -> dic
                 "train/best_epoch": state["best_epoch"]}
     metrics |= {f"data/{status}": count for status, count in data.info["counts"].items()}
     metrics |= {f"data/{split}_size": data.info[f"{split}_size"] for split in ("train", "val", "test")}
-    metrics |= {"data/generation_seconds": data.info["generation_seconds"], "data/nfe_mean": data.info["nfe_mean"]}
+    # generation_seconds: what solving the dataset took when it was made (by this run or an earlier
+    # one); seconds: what getting it took this run (reused: reading and rechecking the cache).
+    metrics |= {"data/generation_seconds": data.info["generation_seconds"], "data/seconds": data.seconds,
+                "data/reused": int(data.reused), "data/nfe_mean": data.info["nfe_mean"]}
     if "multistability" in data.info:
         metrics |= {f"data/multistability_{name}": count for name, count in data.info["multistability"].items()}
     metrics |= measure_speed(model, task, data.test.inputs, solver_options(cfg.solver), DTYPES[cfg.solver.dtype])
@@ -275,14 +282,43 @@ def log_dataset(writer: SummaryWriter, data: FixedPointDataset) -> None:
     writer.add_histogram("data/nfe_per_sample", data.nfe.double(), 0)
 
 
-def log_results(writer: SummaryWriter, cfg, metrics: dict, model, data: FixedPointDataset, step: int) -> None:
+def run_summary(task, metrics: dict, run_dir: Path, data: FixedPointDataset, seconds: float) -> str:
+    """What a user wants to see when a run ends: where it is, how good it is, and what to do next."""
+    def shown(path: Path) -> str:
+        path = path.resolve()
+        return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+    quality = " · ".join(f"{name} {metrics[f'test/{name}']:.4g}" for name in ("rel_error", *task.headline_metrics, "r2"))
+    counts = {name[len("data/"):]: int(value) for name, value in metrics.items()
+              if name[len("data/"):] in data.info["counts"]}
+    others = ", ".join(f"{name} {count:,}" for name, count in counts.items() if name != "converged" and count)
+    origin = (f"reused from the cache ({data.info['generation_seconds']:.1f} s to generate, by an earlier run; "
+              f"{data.seconds:.1f} s to read)" if data.reused else f"generated by this run in {data.seconds:.1f} s")
+    best = run_dir / "checkpoints" / "best.pt"
+    return "\n".join([
+        f"run finished in {seconds:.0f} s: {shown(run_dir)}",
+        f"  test     {quality}",
+        f"  data     {counts['converged']:,} of {sum(counts.values()):,} inputs converged"
+        f"{f' ({others})' if others else ''}; {origin}",
+        f"  speed    the FF is {metrics['speed/speedup']:,.0f}x faster than the recurrent solve "
+        f"({1e6 * metrics['speed/ff_seconds_per_sample']:.3g} µs vs {1e3 * metrics['speed/ode_seconds_per_sample']:.3g}"
+        " ms per input)",
+        f"  best     {shown(best)} (epoch {metrics['train/best_epoch'] + 1} of {metrics['train/epochs']}, "
+        f"val/rel_error {metrics['val/rel_error']:.4g}); all metrics: {shown(run_dir / 'metrics.json')}",
+        f"  look     tensorboard --logdir {shown(run_dir / 'tb')}",
+        f"  evaluate python scripts/evaluate.py checkpoint={shown(best)}",
+    ])
+
+
+def log_results(writer: SummaryWriter, cfg, metrics: dict, model, task, data: FixedPointDataset,
+                step: int) -> None:
     """Final metrics as scalars, example figures, and hparams in this same run."""
     for name, value in metrics.items():
         writer.add_scalar(name, value, step)
     n = cfg.trainer.n_figure_examples
     if n > 0:
         predicted = predict(model, data.test.inputs[:n])
-        figure = plot_examples(data.test.inputs[:n], data.test.rates[:n], predicted, n)
+        figure = plot_examples(data.test.inputs[:n], data.test.rates[:n], predicted, n, task.populations())
         figure.savefig(Path(cfg.paths.output_dir) / "examples.png", dpi=100)
         writer.add_figure("test/examples", figure, step)
     hparam_values = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()

@@ -11,10 +11,12 @@ merges the set; `train.py` also merges a complete set it finds. Add `launcher=jo
 """
 
 import logging
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from rnn_ff.cli import exit_on_user_error
 from rnn_ff.config import register_configs, resolve_device, validate
 from rnn_ff.data import generate_shard, load_or_generate, merge_shards
 from rnn_ff.tasks import build_task
@@ -36,9 +38,8 @@ def main(cfg: DictConfig) -> None:
             path = merge_shards(cfg, task)
         else:
             path = load_or_generate(cfg, task, device).path
-    except USER_ERRORS as error:
-        log.error("%s", error)
-        raise SystemExit(f"error: {error}") from None
+    except USER_ERRORS as error:  # a mistake in the config or files: one clear line, no traceback
+        exit_on_user_error(error, Path(cfg.paths.output_dir), log)
     log.info("dataset: %s", path)
 
 

@@ -1,8 +1,13 @@
-"""The README stays true: its commands name real files and its solver example runs as shown."""
+"""The README stays true: its commands name real files, its Hydra commands compose, and its
+solver example runs as shown."""
 
 import re
+import shlex
+
+import pytest
 
 from rnn_ff.config import PROJECT_ROOT
+from tests.conftest import compose_config
 
 README = (PROJECT_ROOT / "README.md").read_text()
 
@@ -27,3 +32,32 @@ def test_solver_example_prints_what_the_readme_says():
     exec(block, namespace)
     expected = re.search(r"result\.status\s+# (\[.*?\])", block).group(1)
     assert str(namespace["result"].status) == expected
+
+
+def readme_commands(*programs: str) -> list[str]:
+    """The README's shell commands (continued lines joined, comments cut) that run these programs."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S) + re.findall(r"  ```bash\n(.*?)  ```", README, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = line.split(" #")[0].strip()
+            if command.startswith(tuple(f"python {program}" for program in programs)) and command not in commands:
+                commands.append(command)
+    return commands
+
+
+HYDRA_COMMANDS = readme_commands("train.py", "scripts/generate_data.py")
+
+
+@pytest.mark.parametrize("command", HYDRA_COMMANDS)
+def test_every_hydra_command_of_the_readme_composes(tmp_path, command):
+    """Composed as Hydra would (nothing runs): its groups, keys and values exist and have the right
+    types. A sweep is checked at its first point."""
+    if "hparams_search=wta_optuna" in command:
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    args = [re.sub(r"=(?:range\((\d+)\)|([^,]*),.*)", lambda m: "=" + (m[1] and "0" or m[2]), arg)
+            for arg in shlex.split(command.replace("<time>", "2026-01-01_00-00-00_000000"))[2:] if arg != "-m"]
+    compose_config(tmp_path, args)  # as Hydra composes it for train.py and generate_data.py (same config)
+
+
+def test_the_readme_commands_were_found():
+    assert len(HYDRA_COMMANDS) >= 10 and any("task=custom" in command for command in HYDRA_COMMANDS)

@@ -311,3 +311,29 @@ def test_the_path_check_proves_the_state_never_leaves_its_region_between_grid_ti
     dense = region_trajectory(network, table, rows, states, fixed,
                               horizon[:, None] * torch.linspace(0, 1, 20001, dtype=torch.float64))
     assert (dense[0] > 0).all() and (dense[1] <= 0).any()
+
+
+def test_the_progress_bar_counts_every_chunk_and_is_exact_at_the_end(monkeypatch):
+    """The status counts on the bar add up over chunks and include the samples that time out."""
+    import io
+
+    import rnn_ff.solver.core as core
+
+    bars = []
+
+    class RecordingBar(core.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "disable": False, "file": io.StringIO()})
+            bars.append(self)
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            self.shown = dict(ordered_dict)
+            super().set_postfix(ordered_dict, refresh, **kwargs)
+
+    monkeypatch.setattr(core, "tqdm", RecordingBar)
+    inputs = torch.tensor([[1.0, 1.1, 0.9], [-1.0, -1.0, -1.0], [1.0, 1.0, 1.0], [-2.0, -1.0, -1.0],
+                           [1.2, 1.0, 0.9]], dtype=torch.float64)
+    result = solve_fixed_points(three_cycle(), inputs, max_time=30, chunk_size=2, progress=True)
+    counts = {name: count for name, count in result.counts().items() if count}
+    assert len(counts) >= 2 and "timeout" in counts  # several statuses, some only known at the end
+    assert bars[0].n == len(inputs) and bars[0].shown == counts

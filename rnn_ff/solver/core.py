@@ -173,6 +173,7 @@ def _solve_chunk(network: RecurrentNetwork, integrated_network: RecurrentNetwork
     states[running.ids] = running.states.to(dtype)
     totals["timeout"] += len(running)
     bar.update(len(running))
+    bar.set_postfix({name: count for name, count in totals.items() if count})  # exact at the end
     states = judge.final_answers(states, drive, status == CONVERGED)
     residual = network.residual(states, drive).abs().amax(-1)
     residual = torch.where(torch.isfinite(residual), residual, math.inf)

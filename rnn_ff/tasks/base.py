@@ -22,6 +22,12 @@ class Task(ABC):
 
     # Config keys that only change how results are evaluated, not the dataset: left out of its key.
     evaluation_only: tuple[str, ...] = ()
+    # Task metrics (no split prefix) that the end-of-run summary quotes beside rel_error.
+    headline_metrics: tuple[str, ...] = ()
+
+    def populations(self) -> dict[str, torch.Tensor]:
+        """Each population's unit indices, in the network's order (figures label units by them)."""
+        return {"units": torch.arange(self.network.n_units)}
 
     def key_config(self, config: dict) -> dict:
         """The task config as the dataset key sees it: what determines the inputs and the network."""

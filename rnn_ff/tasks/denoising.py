@@ -122,6 +122,7 @@ def denoising_network(cfg: DenoisingConfig) -> RecurrentNetwork:
 
 class DenoisingTask(Task):
     name = "denoising"
+    headline_metrics = ("snr_gain_db", "pattern_accuracy")
 
     def __init__(self, cfg: DenoisingConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n_patterns >= 2, "n_patterns", cfg.n_patterns, "must be >= 2")
@@ -154,6 +155,10 @@ class DenoisingTask(Task):
         self.patterns = denoising_patterns(cfg)  # K x N_E, the clean patterns
         self.n_excitatory = self.patterns.shape[1]
         self.network = network or denoising_network(cfg)
+
+    def populations(self) -> dict[str, torch.Tensor]:
+        units = torch.arange(self.network.n_units)
+        return {"excitatory": units[:self.n_excitatory], "inhibitory": units[self.n_excitatory:]}
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         cfg = self.cfg

@@ -125,6 +125,7 @@ def circular_distance(x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
 
 class TransformationTask(Task):
     name = "transformation"
+    headline_metrics = ("decode_error",)
 
     def __init__(self, cfg: TransformationConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n >= 3, "n", cfg.n, "must be >= 3 (a ring needs at least 3 positions)")
@@ -143,6 +144,12 @@ class TransformationTask(Task):
         require(0 < cfg.bump_width <= cfg.n / 2, "bump_width", cfg.bump_width, f"must be in (0, n/2 = {cfg.n / 2}]")
         self.cfg = cfg
         self.network = network or transformation_network(cfg)
+
+    def populations(self) -> dict[str, torch.Tensor]:
+        n = self.cfg.n
+        units = torch.arange(self.network.n_units)
+        return {"ring A": units[:n], "ring B": units[n:2 * n], "ring C": units[2 * n:3 * n],
+                "hidden H": units[3 * n:3 * n + n * n], "inhibitory": units[3 * n + n * n:]}
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         size = self.cfg.n

@@ -52,6 +52,7 @@ def wta_network(cfg: WTAConfig) -> RecurrentNetwork:
 class WTATask(Task):
     name = "wta"
     evaluation_only = ("clear_margin",)
+    headline_metrics = ("rel_error_excitatory", "winner_agreement")
 
     def __init__(self, cfg: WTAConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n_excitatory >= 2, "n_excitatory", cfg.n_excitatory, "must be >= 2")
@@ -67,6 +68,10 @@ class WTATask(Task):
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         u = torch.rand(n, self.cfg.n_excitatory, generator=generator, dtype=torch.float64)
         return self.cfg.input_low + (self.cfg.input_high - self.cfg.input_low) * u, {}
+
+    def populations(self) -> dict[str, torch.Tensor]:
+        n_e = self.cfg.n_excitatory
+        return {"excitatory": torch.arange(n_e), "inhibitory": torch.tensor([n_e])}
 
     def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
                 target: torch.Tensor) -> dict[str, torch.Tensor]:
