@@ -157,9 +157,22 @@ def test_multirun_over_hidden_sizes_generates_the_dataset_once(tmp_path):
     assert sum("dataset: wrote" in log for log in logs) == 1
     assert sum("dataset: reusing" in log for log in logs) == 1
     assert len(list((tmp_path / "outputs" / "cache").glob("wta-*.pt"))) == 1
-    errors = [json.loads(p.read_text())["test/rel_error"]
-              for p in (tmp_path / "outputs" / "multiruns").glob("wta/*/*/metrics.json")]
-    assert len(errors) == 2 and errors[0] != errors[1]  # two different models on the one dataset
+    metrics = [json.loads(p.read_text()) for p in sorted((tmp_path / "outputs" / "multiruns").glob("wta/*/*/metrics.json"))]
+    assert len(metrics) == 2 and metrics[0]["test/rel_error"] != metrics[1]["test/rel_error"]  # two models, one dataset
+    # Each job says what getting the data cost it, beside what generating it once cost.
+    made, reused = sorted(metrics, key=lambda m: m["data/reused"])
+    assert (made["data/reused"], reused["data/reused"]) == (0, 1)
+    assert made["data/generation_seconds"] == reused["data/generation_seconds"] <= made["data/seconds"]
+    assert reused["data/seconds"] < made["data/seconds"]
+    # Each job's log ends with its summary; the sweep ends with where it is and how to summarize it.
+    [sweep] = (tmp_path / "outputs" / "multiruns" / "wta").iterdir()
+    for job in ("0", "1"):
+        summary = (sweep / job / "train.log").read_text().split("run finished in ")[1]
+        assert f"s: {sweep / job}" in summary and "test     rel_error " in summary and "rel_error_excitatory" in summary
+        assert f"evaluate python scripts/evaluate.py checkpoint={sweep / job / 'checkpoints' / 'best.pt'}" in summary
+        assert f"tensorboard --logdir {sweep / job / 'tb'}" in summary
+    assert f"sweep finished: {sweep} (2 job(s) with metrics.json)" in result.stdout + result.stderr
+    assert f"summarize python scripts/summarize.py sweep={sweep}" in result.stdout + result.stderr
 
 
 def test_misspelt_config_key_fails_at_start_with_its_name(tmp_path):
