@@ -11,11 +11,13 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from rnn_ff.solver import SolverOptions
 from rnn_ff.tasks import TASKS
@@ -114,6 +116,18 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     for name, (schema, _) in TASKS.items():  # a group of its own: schemas are not options of `task`
         store.store(group="schema/task", name=name, node=schema)
+
+
+def load_config(overrides: Sequence[str] = (), output_dir: str | Path = "outputs/runs/python") -> DictConfig:
+    """The config `python train.py <overrides>` would run, for a run started from Python: what the
+    run writes goes to `output_dir` (the dataset cache stays where paths.cache_dir says)."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(PROJECT_ROOT / "configs")):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(Path(output_dir).resolve())
+    return cfg
 
 
 def solver_options(solver_cfg) -> SolverOptions:

@@ -8,16 +8,11 @@ checkpoint and rebuilt anywhere without the config or the files it came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-# name -> (f, f'); "relu" is piecewise linear, which lets the solver polish exactly.
-ACTIVATIONS = {
-    "relu": (torch.relu, lambda x: (x > 0).to(x.dtype)),
-    "tanh": (torch.tanh, lambda x: 1.0 - torch.tanh(x) ** 2),
-}
-PIECEWISE_LINEAR = {"relu"}
+from rnn_ff.activations import ACTIVATIONS, ActivationError, activation_params
 
 
 class NetworkError(ValueError):
@@ -30,11 +25,14 @@ class RecurrentNetwork:
     tau: torch.Tensor  # (N,), time constants, all > 0
     input_matrix: torch.Tensor  # M, (N, D): maps a task input onto units
     bias: torch.Tensor  # b, (N,)
-    activation: str = "relu"
+    activation: str = "relu"  # relu | tanh | power | sigmoid (rnn_ff/activations.py)
+    activation_params: dict[str, float] = field(default_factory=dict)  # e.g. {"k": 0.04, "n": 2.0} for power
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise NetworkError(f"activation={self.activation!r} is unknown; allowed: {sorted(ACTIVATIONS)}")
+        try:
+            self.activation_params = activation_params(self.activation, self.activation_params)
+        except ActivationError as error:
+            raise NetworkError(str(error)) from None
         w = self.weights
         if w.ndim != 2 or w.shape[0] != w.shape[1]:
             raise NetworkError(f"weights must be a square N x N matrix, got shape {tuple(w.shape)}")
@@ -60,14 +58,16 @@ class RecurrentNetwork:
 
     @property
     def piecewise_linear(self) -> bool:
-        return self.activation in PIECEWISE_LINEAR
+        """ReLU: solved exactly region by region (rnn_ff/solver/regions.py)."""
+        return self.activation == "relu"
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> RecurrentNetwork:
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device=device, dtype=dtype)
 
         return RecurrentNetwork(
-            move(self.weights), move(self.tau), move(self.input_matrix), move(self.bias), self.activation
+            move(self.weights), move(self.tau), move(self.input_matrix), move(self.bias), self.activation,
+            self.activation_params,
         )
 
     def drive(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -75,10 +75,14 @@ class RecurrentNetwork:
         return inputs @ self.input_matrix.T + self.bias
 
     def rate(self, states: torch.Tensor) -> torch.Tensor:
-        return ACTIVATIONS[self.activation][0](states)
+        return ACTIVATIONS[self.activation].rate(states, self.activation_params)
 
     def rate_slope(self, states: torch.Tensor) -> torch.Tensor:
-        return ACTIVATIONS[self.activation][1](states)
+        return ACTIVATIONS[self.activation].slope(states, self.activation_params)
+
+    def slope_lipschitz(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """A Lipschitz constant of f' on [low, high] per unit (smooth activations only)."""
+        return ACTIVATIONS[self.activation].curvature(low, high, self.activation_params)
 
     def residual(self, states: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
         """-x + W f(x) + drive: zero exactly at a fixed point (tau does not enter)."""
@@ -94,8 +98,10 @@ class RecurrentNetwork:
             "input_matrix": self.input_matrix.cpu(),
             "bias": self.bias.cpu(),
             "activation": self.activation,
+            "activation_params": dict(self.activation_params),
         }
 
     @classmethod
     def from_state_dict(cls, state: dict) -> RecurrentNetwork:
-        return cls(state["weights"], state["tau"], state["input_matrix"], state["bias"], state["activation"])
+        return cls(state["weights"], state["tau"], state["input_matrix"], state["bias"], state["activation"],
+                   state.get("activation_params", {}))

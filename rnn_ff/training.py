@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
@@ -24,7 +24,7 @@ from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import NetworkError
 from rnn_ff.solver import SolverError
 from rnn_ff.storage import StorageError, atomic_write_text, writable_directory
-from rnn_ff.tasks import TaskConfigError, build_task
+from rnn_ff.tasks import Task, TaskConfigError, build_task
 
 log = logging.getLogger(__name__)
 # Config keys that do not change what a run computes: ignored when matching runs to resume.
@@ -39,17 +39,23 @@ class TrainingError(RuntimeError):
 USER_ERRORS = (ConfigError, TaskConfigError, NetworkError, StorageError, TrainingError, SolverError)
 
 
-def train(cfg) -> dict[str, float]:
+def train(cfg, task: Task | None = None) -> dict[str, float]:
     """Generate (or reuse) the dataset, fit the MLP, evaluate the best model; returns metrics.
+
+    `task`: one built in Python (e.g. CustomTask.from_network around a RecurrentNetwork), used
+    instead of cfg.task, whose place its config takes (the dataset key holds its network's hash).
 
     Device rule: the splits and the model go to the run's device once, here; every later step
     computes there, and only Python numbers come back (at epoch boundaries and at the end)."""
     started = time.perf_counter()
+    if task is not None:
+        with open_dict(cfg):
+            cfg.task = OmegaConf.structured(task.cfg)
     validate(cfg)
     run_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = run_dir / "checkpoints"
     device = resolve_device(cfg.device)
-    task = build_task(cfg.task)
+    task = task or build_task(cfg.task)
     writable_directory(run_dir)  # before the dataset, which may take hours; so is the checkpoint to resume
     torch.manual_seed(cfg.seed)
     model = FeedForwardApproximator(task.network.n_inputs, task.network.n_units, **cfg.model).to(device)

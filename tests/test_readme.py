@@ -61,3 +61,18 @@ def test_every_hydra_command_of_the_readme_composes(tmp_path, command):
 
 def test_the_readme_commands_were_found():
     assert len(HYDRA_COMMANDS) >= 10 and any("task=custom" in command for command in HYDRA_COMMANDS)
+
+
+def test_the_python_network_example_solves_and_trains(tmp_path):
+    """The README's network built in Python: solved as the comment says, then trained (smaller here)."""
+    block = next(b for b in re.findall(r"  ```python\n(.*?)  ```", README, re.S) if "from_network" in b)
+    block = block.replace('"data.n_train=1024", "trainer.max_epochs=50"',
+                          f'"data.n_train=64", "data.n_val=32", "data.n_test=32", "trainer.max_epochs=2", '
+                          f'"trainer.progress=false", "solver.progress=false", "paths.log_dir={tmp_path}"')
+    block = block.replace('"outputs/runs/python/ssn"', repr(str(tmp_path / "run")))
+    namespace: dict = {}
+    exec(re.sub(r"^  ", "", block, flags=re.M), namespace)
+    result, metrics = namespace["result"], namespace["metrics"]
+    assert result.status == ["converged", "converged"]
+    assert [round(r, 2) for r in result.rates[:, 0].tolist()] == [3.26, 10.67]
+    assert metrics["data/converged"] == 128 and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()

@@ -7,8 +7,9 @@ solver class from a table), so that the window loop never asks which kind it has
   current linear region and accepted once the region's closed-form certificate shows that the
   trajectory stays there until it settles. Regions are analysed once, in batches, and kept in
   a table on the device across windows and chunks (rnn_ff/solver/regions.py).
-- `SmoothJudge` (tanh, ...): Newton's method from states already close to a fixed point, and
-  the eigenvalues of the Jacobian there.
+- `SmoothJudge` (tanh, power, sigmoid): Newton's method from states already close to a fixed
+  point, the eigenvalues of the Jacobian there, and a ball about it proved to contract onto it
+  (rnn_ff/solver/smooth.py).
 
 Host round trips per window (outside the integrator): the piecewise-linear judge makes three
 (the largest active set, which sizes the batched solve; torch.unique of the active sets; how
@@ -29,6 +30,7 @@ import torch
 
 from rnn_ff.network import RecurrentNetwork
 from rnn_ff.solver.options import SolverOptions
+from rnn_ff.solver.smooth import certified_by_lyapunov_ball
 from rnn_ff.solver.regions import (
     GRID,
     NO_REGION,
@@ -185,18 +187,19 @@ class SmoothJudge:
         members = near.nonzero().squeeze(1)  # host round trip
         fixed = states.clone()
         stable = torch.zeros(len(states), dtype=torch.bool, device=states.device)
-        unstable = stable.clone()
+        unstable, certified = stable.clone(), stable.clone()
         if len(members):
             x_star = polish(network, states[members], drive[members], options.newton_steps)
             finite = torch.isfinite(x_star).all(-1)
-            values = max_real_eigenvalue(network, torch.where(finite[:, None], x_star, 0.0))  # host round trip
+            x_star = torch.where(finite[:, None], x_star, 0.0)
+            values = max_real_eigenvalue(network, x_star)  # host round trip
             fixed[members] = x_star
             stable[members] = finite & (values < -options.stability_margin)
             unstable[members] = finite & (values >= -options.stability_margin)
-        # Not yet a proof (a certificate for smooth activations is still to come): accepted once
-        # the state is within accept_distance of the stable x*.
-        close = (fixed - states).abs().amax(-1) <= options.accept_distance * (1.0 + fixed.abs().amax(-1))
-        return judge(network, fixed, states, drive, stable, unstable, close, torch.ones_like(stable), options)
+            # Accepted only inside a ball about x* that provably contracts onto it (a state merely
+            # close to x* may lie beyond a nearby saddle, in another basin).
+            certified[members] = stable[members] & certified_by_lyapunov_ball(network, states[members], x_star)
+        return judge(network, fixed, states, drive, stable, unstable, certified, torch.ones_like(stable), options)
 
     def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
         return states  # Newton's answer is already per sample

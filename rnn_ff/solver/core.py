@@ -60,6 +60,7 @@ def solve_fixed_points(
     input_matrix=None,
     bias=None,
     activation: str = "relu",
+    activation_params: dict[str, float] | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
     progress: bool = False,
@@ -67,7 +68,8 @@ def solve_fixed_points(
 ) -> FixedPointResult:
     """Fixed points reached from x(0) = 0 for a batch of inputs (B, D), without Hydra.
 
-    `input_matrix` defaults to the identity (D = N) and `bias` to zero; any keyword of
+    `input_matrix` defaults to the identity (D = N) and `bias` to zero; `activation` is relu, tanh,
+    power or sigmoid (rnn_ff/activations.py) with its `activation_params`; any keyword of
     `SolverOptions` (method, rtol, atol, window, max_time, ...) may be passed.
     """
     weights = torch.as_tensor(weights, dtype=dtype)
@@ -78,6 +80,7 @@ def solve_fixed_points(
         input_matrix=torch.eye(n, dtype=dtype) if input_matrix is None else torch.as_tensor(input_matrix, dtype=dtype),
         bias=torch.as_tensor(0.0 if bias is None else bias, dtype=dtype),
         activation=activation,
+        activation_params=activation_params or {},
     )
     inputs = torch.as_tensor(inputs, dtype=dtype)
     if inputs.ndim == 1:

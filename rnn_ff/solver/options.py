@@ -31,8 +31,8 @@ class SolverOptions:
     max_time: float = 1000.0  # give up (timeout) after this, in units of the largest tau
     max_steps_per_window: int = 20000
     points_per_window: int = 8  # trajectory samples per window, for the oscillation test
-    # Smooth activations: Newton polish once the residual is this small (relative), accepted once
-    # |x - x*|_inf <= this * (1 + |x*|_inf). ReLU networks are accepted only by their certificate.
+    # Smooth activations: Newton's polish is tried once the residual is this small (relative to
+    # 1 + |x|_inf); a sample is accepted only by its certificate (ReLU or smooth).
     accept_distance: float = 1e-3
     residual_tol: Optional[float] = None  # None: 1e-9 in float64, 1e-4 in float32
     unstable_distance: float = 1e-9  # relative distance that counts as sitting on a fixed point ...

@@ -285,17 +285,25 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
                        cplx(resonant_coupling) if has_resonance.any() else None)
 
 
-def lyapunov_ellipsoids(blocks: torch.Tensor, weights: torch.Tensor, active: torch.Tensor, valid: torch.Tensor,
-                        inactive: torch.Tensor, max_doublings: int = 96) -> tuple[torch.Tensor, ...]:
-    """For stable S blocks A (G, P, P), float64 on the CPU: a matrix L with A^T L + L A negative
-    definite, so that every ellipsoid e^T L e <= r^2 is invariant under the region's linear flow,
-    whatever A's eigenvectors (defective and strongly non-normal blocks included). Returns
-    (verified (G,), L, reach of the active units by slot (G, P), reach of W_iS e for every
-    unit (G, N), 0 on active rows), the reaches for r = 1.
+@dataclass
+class LyapunovFunctions:
+    """Quadratic Lyapunov functions V(e) = e^T L e of linear flows e' = A e, one per matrix."""
+
+    verified: torch.Tensor  # (G,) bool: L positive definite and A^T L + L A negative definite, checked
+    matrix: torch.Tensor  # (G, P, P) L
+    inverse: torch.Tensor  # (G, P, P) L^-1
+    decay: torch.Tensor  # (G,) q = -largest eigenvalue of A^T L + L A (> 0 where verified)
+    largest: torch.Tensor  # (G,) largest eigenvalue of L
+
+
+def lyapunov_functions(blocks: torch.Tensor, max_doublings: int = 96) -> LyapunovFunctions:
+    """For stable matrices A (G, P, P), float64 on the CPU: L with A^T L + L A negative definite, so
+    that every ellipsoid e^T L e <= r^2 is invariant under e' = A e, whatever A's eigenvectors
+    (defective and strongly non-normal matrices included).
 
     L = integral_0^T exp(A^T t) exp(A t) dt: the first step h by Van Loan's block exponential, then
     doubled (L <- L + M^T L M, M <- M^2 with M = exp(A t)) until |M| <= 1/2, where A^T L + L A =
-    M^T M - I is negative definite. Rounding is not trusted: L is kept only where that is checked."""
+    M^T M - I is negative definite. Rounding is not trusted: L counts only where that is checked."""
     g, p = blocks.shape[:2]
     eye = torch.eye(p, dtype=blocks.dtype).expand(g, p, p)
     h = 1.0 / blocks.abs().sum(-1).amax(-1).clamp_min(1e-12)
@@ -315,17 +323,26 @@ def lyapunov_ellipsoids(blocks: torch.Tensor, weights: torch.Tensor, active: tor
     finite = torch.isfinite(lyapunov).flatten(1).all(1) & torch.isfinite(derivative).flatten(1).all(1)
     lyapunov = torch.where(finite[:, None, None], lyapunov, eye)
     derivative = torch.where(finite[:, None, None], (derivative + derivative.mT) / 2, -eye)
-    decreasing = _symmetric_spectrum(derivative)[:, -1] < -slack
+    decay = -_symmetric_spectrum(derivative)[:, -1]
     spectrum = _symmetric_spectrum(lyapunov)
     with single_threaded_lapack():
         factor, info = torch.linalg.cholesky_ex(lyapunov)
         inverse = torch.cholesky_inverse(torch.where((info == 0)[:, None, None], factor, eye))
     conditioned = (spectrum[:, 0] > 0) & (spectrum[:, -1] < 1e12 * spectrum[:, 0])
-    verified = finite & decreasing & conditioned & (info == 0)
+    verified = finite & (decay > slack) & conditioned & (info == 0)
+    return LyapunovFunctions(verified, lyapunov, inverse, decay, spectrum[:, -1])
+
+
+def lyapunov_ellipsoids(blocks: torch.Tensor, weights: torch.Tensor, active: torch.Tensor, valid: torch.Tensor,
+                        inactive: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """For stable S blocks (G, P, P): (verified (G,), L, the reach of the active units by slot (G, P)
+    and of W_iS e for every unit (G, N), 0 on active rows), the reaches over e^T L e <= 1."""
+    functions = lyapunov_functions(blocks)
+    inverse = functions.inverse
     reach_active = torch.where(valid, inverse.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt(), 0.0)
     rows = _onto(weights, active, valid)  # (G, N, P): W_iS
     reach_inactive = torch.where(inactive, ((rows @ inverse) * rows).sum(-1).clamp_min(0).sqrt(), 0.0)
-    return verified, lyapunov, reach_active, reach_inactive
+    return functions.verified, functions.matrix, reach_active, reach_inactive
 
 
 def _symmetric_spectrum(matrices: torch.Tensor) -> torch.Tensor:

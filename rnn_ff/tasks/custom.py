@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
+from rnn_ff.activations import ActivationError, activation_params
 from rnn_ff.network import NetworkError, RecurrentNetwork
 from rnn_ff.tasks.base import Labels, Task, TaskConfigError, require, require_finite
 
@@ -23,13 +24,25 @@ class InputDistributionConfig:
 
 
 @dataclass
+class ActivationParamsConfig:
+    """Parameters of task.activation (rnn_ff/activations.py); null: the activation's default. Setting
+    one that the chosen activation does not have is an error."""
+
+    k: Optional[float] = None  # power: gain k of k [x]_+^n (default 1)
+    n: Optional[float] = None  # power: exponent n >= 1 (default 2)
+    gain: Optional[float] = None  # sigmoid: slope factor (default 1)
+    threshold: Optional[float] = None  # sigmoid: half-activation point (default 0)
+
+
+@dataclass
 class CustomConfig:
     name: str = "custom"
     weights: str = "???"  # path to an N x N .npy or .pt file
     tau: Any = 1.0  # a number or a path to an (N,) file
     input_matrix: Optional[str] = None  # path to an N x D file; default identity (D = N)
     bias: Any = 0.0  # a number or a path to an (N,) file
-    activation: str = "relu"  # relu | tanh (relu allows the exact polish and the certificate)
+    activation: str = "relu"  # relu | tanh | power | sigmoid (rnn_ff/activations.py); relu is solved exactly
+    activation_params: ActivationParamsConfig = field(default_factory=ActivationParamsConfig)
     inputs: InputDistributionConfig = field(default_factory=InputDistributionConfig)
 
 
@@ -65,6 +78,12 @@ def _number_or_file(value: Any, key: str) -> torch.Tensor:
 
 
 def custom_network(cfg: CustomConfig) -> RecurrentNetwork:
+    given = {f.name: getattr(cfg.activation_params, f.name) for f in fields(ActivationParamsConfig)}
+    given = {key: value for key, value in given.items() if value is not None}
+    try:  # before any file is read
+        params = activation_params(cfg.activation, given, prefix="task.")
+    except ActivationError as error:
+        raise TaskConfigError(str(error)) from None
     require(cfg.weights not in (None, "", "???"), "weights", cfg.weights, "give a path to an N x N .npy or .pt file")
     weights = load_array(cfg.weights, "weights")
     require(weights.ndim == 2 and weights.shape[0] == weights.shape[1], "weights", cfg.weights,
@@ -80,9 +99,12 @@ def custom_network(cfg: CustomConfig) -> RecurrentNetwork:
     require(input_matrix.ndim == 2 and input_matrix.shape[0] == n, "input_matrix", cfg.input_matrix,
             f"must hold an N x D matrix with N={n}, got shape {tuple(input_matrix.shape)}")
     try:
-        return RecurrentNetwork(weights, tau, input_matrix, bias, cfg.activation)
+        return RecurrentNetwork(weights, tau, input_matrix, bias, cfg.activation, params)
     except NetworkError as error:
         raise TaskConfigError(f"task: {error}") from error
+
+
+IN_PYTHON = "<a network built in Python>"  # task.weights of a task made by CustomTask.from_network
 
 
 class CustomTask(Task):
@@ -99,6 +121,14 @@ class CustomTask(Task):
             require(dist.std > 0, "inputs.std", dist.std, "must be > 0")
         self.cfg = cfg
         self.network = network or custom_network(cfg)
+
+    @classmethod
+    def from_network(cls, network: RecurrentNetwork, inputs: InputDistributionConfig | None = None) -> CustomTask:
+        """A task around a network built in Python, no files: inputs drawn from `inputs` (uniform on
+        [0, 1] per input by default). Hand it to rnn_ff.training.train(cfg, task=...)."""
+        cfg = CustomConfig(weights=IN_PYTHON, activation=network.activation,
+                           inputs=inputs or InputDistributionConfig())
+        return cls(cfg, network)
 
     def key_config(self, config: dict) -> dict:
         """Without the parameters of the input distribution that is not used."""
