@@ -25,7 +25,7 @@ from rnn_ff.tasks import TASKS
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 HIDDEN_ACTIVATIONS = ("relu", "tanh", "gelu", "silu")
-OUTPUT_ACTIVATIONS = ("relu", "softplus", "none")
+OUTPUT_ACTIVATIONS = ("auto", "relu", "softplus", "none")
 
 
 # What a required key (???) holds, for the message when it is missing.
@@ -43,7 +43,9 @@ class ModelConfig:
 
     hidden: int = 512  # wide enough for the default tasks to reach rel_error < 0.1 in minutes on a CPU
     activation: str = "relu"  # relu | tanh | gelu | silu; ReLU matches the piecewise-linear targets
-    output_activation: str = "relu"  # relu | softplus | none; rates are >= 0 and often exactly 0
+    # auto: relu where the network's rates are >= 0 (relu, power; often exactly 0), none where they
+    # can be negative (tanh, sigmoid); or relu | softplus | none
+    output_activation: str = "auto"
     hidden_layers: int = 1  # 1: the two-layer network (input -> hidden -> rates); more for composed maps
 
 

@@ -16,6 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
 
+from rnn_ff.activations import ACTIVATIONS
 from rnn_ff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnn_ff.config import DTYPES, ConfigError, resolve_device, solver_options, validate
 from rnn_ff.data import FixedPointDataset, Split, load_or_generate
@@ -58,7 +59,8 @@ def train(cfg, task: Task | None = None) -> dict[str, float]:
     task = task or build_task(cfg.task)
     writable_directory(run_dir)  # before the dataset, which may take hours; so is the checkpoint to resume
     torch.manual_seed(cfg.seed)
-    model = FeedForwardApproximator(task.network.n_inputs, task.network.n_units, **cfg.model).to(device)
+    model = FeedForwardApproximator(task.network.n_inputs, task.network.n_units,
+                                    **{**cfg.model, "output_activation": output_activation(cfg.model, task)}).to(device)
     resume_path = find_resume_checkpoint(cfg, run_dir, task.name)
     checkpoint = None if resume_path is None else load_checkpoint(resume_path, task=task.name,
                                                                    model_hparams=model.hparams, network=task.network)
@@ -155,6 +157,13 @@ def train(cfg, task: Task | None = None) -> dict[str, float]:
     writer.close()
     log.info("%s", run_summary(task, metrics, run_dir, data, time.perf_counter() - started))
     return metrics
+
+
+def output_activation(model_cfg, task: Task) -> str:
+    """model.output_activation, with auto resolved: relu where the rates are never negative."""
+    if model_cfg.output_activation != "auto":
+        return model_cfg.output_activation
+    return "relu" if ACTIVATIONS[task.network.activation].nonnegative else "none"
 
 
 def training_step(model: FeedForwardApproximator, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,

@@ -25,6 +25,8 @@ TINY = {
     "transformation": [],
     "denoising": [],
     "custom": [],
+    "ssn": [],
+    "wilson_cowan": [],
 }
 TINY_RUN = [
     "data.n_train=96", "data.n_val=32", "data.n_test=32", "model.hidden=16", "trainer.max_epochs=4",

@@ -11,7 +11,7 @@ from rnn_ff.solver import solve
 from rnn_ff.tasks import TASKS, build_task
 
 
-@pytest.mark.parametrize("name", ["wta", "transformation", "denoising"])
+@pytest.mark.parametrize("name", ["wta", "transformation", "denoising", "ssn", "wilson_cowan"])
 def test_each_population_has_its_own_panel_and_the_legend_covers_none(name):
     task = build_task(TASKS[name][0]())
     inputs, _ = task.sample(3, torch.Generator().manual_seed(0))

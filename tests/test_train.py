@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -249,3 +250,23 @@ def test_more_training_data_keeps_the_validation_and_test_inputs(tmp_path):
     assert torch.equal(small.val.inputs, large.val.inputs) and torch.equal(small.test.inputs, large.test.inputs)
     assert torch.equal(small.test.rates, large.test.rates)
     assert len(large.train) == 4 * len(small.train)
+
+
+@pytest.mark.parametrize("task, metric", [("ssn", "test/isn_agreement"), ("wilson_cowan", "test/rel_error_inhibitory")])
+def test_the_literature_tasks_train_with_their_metrics_and_figure(tmp_path, task, metric):
+    """The SSN and Wilson-Cowan tasks run end to end; Wilson-Cowan's limit-cycle drives are counted
+    (oscillating) and never trained on."""
+    cfg = compose_config(tmp_path, [f"task={task}", *TINY_RUN])
+    metrics = train(cfg)
+    assert 0 <= metrics[metric] <= 1 and math.isfinite(metrics["test/rel_error_excitatory"])
+    assert (Path(cfg.paths.output_dir) / "examples.png").is_file()
+    # model.output_activation=auto: a ReLU output only where the rates cannot be negative
+    hparams = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "best.pt")["model_hparams"]
+    assert hparams["output_activation"] == {"ssn": "relu", "wilson_cowan": "none"}[task]
+    total = sum(metrics[f"data/{status}"] for status in ("converged", "oscillating", "timeout", "unstable",
+                                                        "diverged", "nonfinite"))
+    assert total == 160
+    if task == "wilson_cowan":
+        assert 10 <= metrics["data/oscillating"] <= 60 and metrics["data/converged"] + metrics["data/oscillating"] == 160
+    else:
+        assert metrics["data/converged"] == 160 and 0 < metrics["test/recurrent_isn_fraction"] < 1

@@ -6,7 +6,9 @@ from rnn_ff.network import RecurrentNetwork
 from rnn_ff.tasks.base import Task, TaskConfigError
 from rnn_ff.tasks.custom import CustomConfig, CustomTask
 from rnn_ff.tasks.denoising import DenoisingConfig, DenoisingTask
+from rnn_ff.tasks.ssn import SSNConfig, SSNTask
 from rnn_ff.tasks.transformation import TransformationConfig, TransformationTask
+from rnn_ff.tasks.wilson_cowan import WilsonCowanConfig, WilsonCowanTask
 from rnn_ff.tasks.wta import WTAConfig, WTATask
 
 # name -> (config schema, task class)
@@ -15,6 +17,8 @@ TASKS = {
     "transformation": (TransformationConfig, TransformationTask),
     "denoising": (DenoisingConfig, DenoisingTask),
     "custom": (CustomConfig, CustomTask),
+    "ssn": (SSNConfig, SSNTask),
+    "wilson_cowan": (WilsonCowanConfig, WilsonCowanTask),
 }
 
 
