@@ -45,6 +45,20 @@ class Task(ABC):
         return {}
 
 
+class ExcitatoryInhibitoryPair(Task):
+    """A network of one excitatory unit (0) and one inhibitory unit (1): each one's own error."""
+
+    def populations(self) -> dict[str, torch.Tensor]:
+        return {"excitatory": torch.tensor([0]), "inhibitory": torch.tensor([1])}
+
+    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
+                target: torch.Tensor) -> dict[str, torch.Tensor]:
+        def relative(unit: int) -> torch.Tensor:
+            return (predicted[:, unit] - target[:, unit]).norm() / target[:, unit].norm().clamp_min(1e-300)
+
+        return {"rel_error_excitatory": relative(0), "rel_error_inhibitory": relative(1)}
+
+
 class TaskConfigError(ValueError):
     """A task config value that cannot build the task; the message names the key."""
 

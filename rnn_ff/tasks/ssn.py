@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, require, require_finite
+from rnn_ff.tasks.base import ExcitatoryInhibitoryPair, Labels, require, require_finite
 
 
 @dataclass
@@ -45,7 +45,7 @@ def ssn_network(cfg: SSNConfig) -> RecurrentNetwork:
                             "power", {"k": cfg.k, "n": cfg.n})
 
 
-class SSNTask(Task):
+class SSNTask(ExcitatoryInhibitoryPair):
     name = "ssn"
     headline_metrics = ("rel_error_excitatory", "isn_agreement")
 
@@ -60,9 +60,6 @@ class SSNTask(Task):
         self.cfg = cfg
         self.network = network or ssn_network(cfg)
 
-    def populations(self) -> dict[str, torch.Tensor]:
-        return {"excitatory": torch.tensor([0]), "inhibitory": torch.tensor([1])}
-
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
         return self.cfg.input_low + (self.cfg.input_high - self.cfg.input_low) * u, {}
@@ -74,10 +71,7 @@ class SSNTask(Task):
 
     def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
                 target: torch.Tensor) -> dict[str, torch.Tensor]:
-        def relative(unit: int) -> torch.Tensor:
-            return (predicted[:, unit] - target[:, unit]).norm() / target[:, unit].norm().clamp_min(1e-300)
-
-        return {"rel_error_excitatory": relative(0), "rel_error_inhibitory": relative(1),
+        return {**super().metrics(inputs, labels, predicted, target),
                 "isn_fraction": self.isn(target).double().mean(),
                 # the FF puts each input in the same regime (ISN or not) as the recurrent network
                 "isn_agreement": (self.isn(predicted) == self.isn(target)).double().mean()}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, require, require_finite
+from rnn_ff.tasks.base import ExcitatoryInhibitoryPair, Labels, require, require_finite
 
 
 @dataclass
@@ -53,7 +53,7 @@ def wilson_cowan_network(cfg: WilsonCowanConfig) -> RecurrentNetwork:
     return RecurrentNetwork(gain[:, None] * weights, tau, input_matrix, bias, "sigmoid", {"gain": 1.0, "threshold": 0.0})
 
 
-class WilsonCowanTask(Task):
+class WilsonCowanTask(ExcitatoryInhibitoryPair):
     name = "wilson_cowan"
     headline_metrics = ("rel_error_excitatory",)
 
@@ -67,16 +67,6 @@ class WilsonCowanTask(Task):
         self.cfg = cfg
         self.network = network or wilson_cowan_network(cfg)
 
-    def populations(self) -> dict[str, torch.Tensor]:
-        return {"excitatory": torch.tensor([0]), "inhibitory": torch.tensor([1])}
-
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         u = torch.rand(n, 1, generator=generator, dtype=torch.float64)
         return self.cfg.input_low + (self.cfg.input_high - self.cfg.input_low) * u, {}
-
-    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
-                target: torch.Tensor) -> dict[str, torch.Tensor]:
-        def relative(unit: int) -> torch.Tensor:
-            return (predicted[:, unit] - target[:, unit]).norm() / target[:, unit].norm().clamp_min(1e-300)
-
-        return {"rel_error_excitatory": relative(0), "rel_error_inhibitory": relative(1)}
