@@ -46,7 +46,14 @@ class Task(ABC):
 
 
 class ExcitatoryInhibitoryPair(Task):
-    """A network of one excitatory unit (0) and one inhibitory unit (1): each one's own error."""
+    """A network of one excitatory unit (0) and one inhibitory unit (1), driven by `n_drives`
+    inputs each uniform on [cfg.input_low, cfg.input_high]: each unit's own error."""
+
+    n_drives: int = 2
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
+        u = torch.rand(n, self.n_drives, generator=generator, dtype=torch.float64)
+        return self.cfg.input_low + (self.cfg.input_high - self.cfg.input_low) * u, {}
 
     def populations(self) -> dict[str, torch.Tensor]:
         return {"excitatory": torch.tensor([0]), "inhibitory": torch.tensor([1])}

@@ -60,10 +60,6 @@ class SSNTask(ExcitatoryInhibitoryPair):
         self.cfg = cfg
         self.network = network or ssn_network(cfg)
 
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
-        u = torch.rand(n, 2, generator=generator, dtype=torch.float64)
-        return self.cfg.input_low + (self.cfg.input_high - self.cfg.input_low) * u, {}
-
     def isn(self, rates: torch.Tensor) -> torch.Tensor:
         """Inhibition-stabilized at these rates: the E subnetwork alone would be unstable there."""
         cfg = self.cfg

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import ExcitatoryInhibitoryPair, Labels, require, require_finite
+from rnn_ff.tasks.base import ExcitatoryInhibitoryPair, require, require_finite
 
 
 @dataclass
@@ -56,6 +56,7 @@ def wilson_cowan_network(cfg: WilsonCowanConfig) -> RecurrentNetwork:
 class WilsonCowanTask(ExcitatoryInhibitoryPair):
     name = "wilson_cowan"
     headline_metrics = ("rel_error_excitatory",)
+    n_drives = 1  # I_E; I_I = 0
 
     def __init__(self, cfg: WilsonCowanConfig, network: RecurrentNetwork | None = None) -> None:
         keys = ("w_ee", "w_ei", "w_ie", "w_ii", "gain_excitatory", "threshold_excitatory", "gain_inhibitory",
@@ -66,7 +67,3 @@ class WilsonCowanTask(ExcitatoryInhibitoryPair):
         require(cfg.input_low < cfg.input_high, "input_low", cfg.input_low, f"must be < input_high={cfg.input_high}")
         self.cfg = cfg
         self.network = network or wilson_cowan_network(cfg)
-
-    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
-        u = torch.rand(n, 1, generator=generator, dtype=torch.float64)
-        return self.cfg.input_low + (self.cfg.input_high - self.cfg.input_low) * u, {}
