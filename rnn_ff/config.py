@@ -19,6 +19,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
+from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.solver import SolverOptions
 from rnn_ff.tasks import TASKS
 
@@ -68,6 +69,10 @@ class TrainerConfig:
     warmup_epochs: int = 5
     min_lr_ratio: float = 0.01  # cosine schedule floor, as a fraction of lr
     grad_clip: float = 1.0
+    # rectified: with a ReLU output, the pre-activation's error where the target rate is > 0 and only
+    # a positive pre-activation where it is 0 (a unit silent where it should respond still learns);
+    # mse: the squared error of the rectified output (such a unit gets no gradient and stays dead)
+    loss: str = "rectified"
     patience: int = 40  # early stopping: epochs without a better val/rel_error
     checkpoint_every: int = 1  # epochs between writes of checkpoints/last.pt
     n_figure_examples: int = 4  # test inputs drawn as recurrent-vs-FF figures
@@ -186,6 +191,8 @@ def validate(cfg) -> None:
     for key in ("max_epochs", "batch_size", "checkpoint_every", "patience"):
         check(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be >= 1")
     check(positive(trainer.lr), "trainer.lr", trainer.lr, "must be a finite number > 0")
+    check(trainer.loss in FeedForwardApproximator.LOSSES, "trainer.loss", trainer.loss,
+          f"allowed: {list(FeedForwardApproximator.LOSSES)}")
     check(trainer.grad_clip > 0, "trainer.grad_clip", trainer.grad_clip, "must be > 0 (inf: no clipping)")
     check(math.isfinite(trainer.weight_decay) and trainer.weight_decay >= 0, "trainer.weight_decay",
           trainer.weight_decay, "must be a finite number >= 0")

@@ -22,6 +22,8 @@ class FeedForwardApproximator(nn.Module):
     activation (ReLU by default) is applied in raw units, keeping rates >= 0.
     """
 
+    LOSSES = ("rectified", "mse")
+
     def __init__(self, n_inputs: int, n_outputs: int, hidden: int, activation: str = "relu",
                  output_activation: str = "relu", hidden_layers: int = 1) -> None:
         super().__init__()
@@ -43,16 +45,34 @@ class FeedForwardApproximator(nn.Module):
         self.target_mean.copy_(targets.mean(0))
         self.target_scale.copy_((targets - targets.mean(0)).std().clamp_min(1e-8))
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def preactivation(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The output before its activation, in raw rate units."""
         hidden = self.activation(self.hidden_layer((inputs - self.input_mean) / self.input_std))
         for layer in self.deeper_layers:
             hidden = self.activation(layer(hidden))
-        return self.output_activation(self.target_mean + self.target_scale * self.output_layer(hidden))
+        return self.target_mean + self.target_scale * self.output_layer(hidden)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.output_activation(self.preactivation(inputs))
 
     def flops(self) -> int:
         """Multiply-adds x 2 of one input's forward pass (activations and normalisation are negligible)."""
         return sum(2 * module.weight.numel() for module in self.modules() if isinstance(module, nn.Linear))
 
-    def loss(self, predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean squared error in units of the target scale."""
-        return (((predicted - targets) / self.target_scale) ** 2).mean()
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor, kind: str = "rectified") -> torch.Tensor:
+        """Mean squared error in units of the target scale.
+
+        kind="rectified" (with a ReLU output): the error of the pre-activation where the target
+        rate is positive, and only a positive pre-activation where it is 0. The squared error of
+        the rectified output ("mse") gives no gradient to a unit whose pre-activation is negative
+        on the inputs where it should respond, so a sparse unit that starts (or drifts) silent
+        there stays silent; here it always gets one. Both agree wherever the output is right.
+        Without a ReLU output both kinds are the squared error of the output."""
+        if kind not in self.LOSSES:
+            raise ValueError(f"loss kind {kind!r}: allowed {list(self.LOSSES)}")
+        if kind == "rectified" and self.hparams["output_activation"] == "relu":
+            preactivation = self.preactivation(inputs)
+            error = torch.where(targets > 0, preactivation - targets, preactivation.clamp_min(0.0))
+        else:
+            error = self(inputs) - targets
+        return ((error / self.target_scale) ** 2).mean()
