@@ -33,18 +33,23 @@ import torch
 from omegaconf import OmegaConf
 
 from rnn_ff.config import DTYPES, solver_options
-from rnn_ff.solver import CONVERGED, SolverOptions, solve, start_dependent
-from rnn_ff.storage import StorageError, atomic_save, file_lock, remove_stale_temporaries, safe_load
+from rnn_ff.solver import CONVERGED, STATUSES, SolverOptions, solve, start_dependent
+from rnn_ff.solver.options import tally
+from rnn_ff.storage import (StorageError, atomic_save, atomic_write_text, file_lock, remove_stale_temporaries,
+                            safe_load)
 from rnn_ff.tasks import Task
 
 log = logging.getLogger(__name__)
 # The meaning of a target: bump whenever a change alters which samples are accepted or their
 # values (tests/test_targets_fingerprint.py fails then), so that no cache of older code is reused.
-TARGETS_VERSION = 3
+TARGETS_VERSION = 4
 SPLITS = ("train", "val", "test")
 # Where each split sits in the one seeded draw of inputs: validation and test first, so that they
 # stay the same inputs when n_train changes ("more data" is compared on the same test set).
 LAYOUT = ("val", "test", "train")
+# Inputs are drawn in blocks of this many, so that the draw of n inputs is the start of the draw
+# of any larger n for every task's sampler (one that draws several tensors of length n is not).
+DRAW_BLOCK = 1024
 # Solver options that change how fast, not what, the targets are (tests/test_solver.py shows
 # that the chunk size does not change statuses or answers).
 _NOT_IN_KEY = {"chunk_size", "progress"}
@@ -136,12 +141,59 @@ def _load_or_generate(cfg, task: Task, device: torch.device) -> FixedPointDatase
         remove_stale_temporaries(path)  # left by a job killed while saving
         stored = _merge_complete_shards(path, key, task)
         if stored is None:
+            stored = _start_of_larger(cfg, key)
+        if stored is None:
             stored = generate(cfg, task, key, device)
-        atomic_save(stored, path)
+        _write(stored, path)
         log.info("dataset: wrote %s%s", path, f" (merged from {stored['info']['shards']} shards)"
                  if "shards" in stored["info"] else "")
         _remove_shards(path)
     return _split(stored, path)
+
+
+def _write(stored: dict, path: Path) -> None:
+    """The dataset, and its key beside it (`<name>.key.json`), which `_start_of_larger` reads
+    without loading the dataset."""
+    atomic_save(stored, path)
+    atomic_write_text(path.with_suffix(".key.json"), json.dumps(stored["key"], sort_keys=True))
+
+
+def _start_of_larger(cfg, key: dict) -> dict | None:
+    """This dataset cut from a cached one of the same config with more inputs, or None.
+
+    Both draw their inputs as the start of one seeded sequence (DRAW_BLOCK) and a sample's status
+    and fixed point do not depend on the other samples of its solve, so the first n samples of the
+    larger dataset are what solving this one would give (the same statuses and fixed points; rates
+    equal to the bit for ReLU networks, to rounding for smooth ones, whose Newton polish runs
+    batched): a sweep over data.n_train solves its largest size once."""
+    total = sum(key["sizes"].values())
+    same = {name: value for name, value in key.items() if name != "sizes"}
+    for key_file in sorted(Path(cfg.data.cache_dir).glob(f"{key['task']['name']}-*.key.json")):
+        try:
+            other = json.loads(key_file.read_text())
+        except (OSError, ValueError):
+            continue
+        larger = key_file.with_name(key_file.name.removesuffix(".key.json") + ".pt")
+        if ({name: value for name, value in other.items() if name != "sizes"} != same
+                or sum(other["sizes"].values()) < total or not larger.exists()):
+            continue
+        stored = safe_load(larger, "dataset cache file")
+        if stored.get("key") != other:
+            continue
+        part = {name: (value[:total] if isinstance(value, torch.Tensor) else value) for name, value in stored.items()}
+        part["labels"] = {name: value[:total] for name, value in stored["labels"].items()}
+        part["key"] = key
+        share = total / sum(other["sizes"].values())
+        status = part["status_codes"]
+        nfe = part["nfe"].double()
+        part["info"] = {**stored["info"], "derived_from": larger.name,
+                        "counts": dict(zip(STATUSES, tally(status, len(STATUSES)).tolist())),
+                        "generation_seconds": share * stored["info"]["generation_seconds"],  # its share of the solve
+                        "nfe_mean": nfe.mean().item(), "nfe_median": nfe.median().item(), "nfe_max": nfe.max().item()}
+        log.info("dataset: the first %d inputs of the cached %s (same config, more inputs): no solve needed",
+                 total, larger.name)
+        return part
+    return None
 
 
 def _read(path: Path, key: dict, task: Task) -> dict:
@@ -168,12 +220,20 @@ def _recheck(stored: dict, key: dict, task: Task, path: Path) -> None:
                            "(altered, or written by other code); delete it to regenerate")
 
 
+def draw_inputs(task: Task, n: int, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The first n inputs (and labels) of the task's one seeded sequence, drawn DRAW_BLOCK at a time."""
+    generator = torch.Generator().manual_seed(seed)
+    blocks = [task.sample(DRAW_BLOCK, generator) for _ in range(-(-n // DRAW_BLOCK))]
+    inputs = torch.cat([block[0] for block in blocks])[:n]
+    labels = {name: torch.cat([block[1][name] for block in blocks])[:n] for name in blocks[0][1]}
+    return inputs, labels
+
+
 def generate(cfg, task: Task, key: dict, device: torch.device, part: slice = slice(None)) -> dict:
     """Solve the fixed points of the seeded inputs: all of them, or the slice `part` of the one
     full draw (a shard), so that the shards together hold exactly the single-process dataset."""
     sizes = key["sizes"]
-    generator = torch.Generator().manual_seed(int(cfg.data.seed))
-    inputs, labels = task.sample(sum(sizes.values()), generator)
+    inputs, labels = draw_inputs(task, sum(sizes.values()), int(cfg.data.seed))
     inputs, labels = inputs[part], {name: value[part] for name, value in labels.items()}
     total = len(inputs)
     log.info("dataset: solving %d fixed points of %s (%d units) on %s", total, task.name, task.network.n_units, device)
@@ -282,7 +342,7 @@ def merge_shards(cfg, task: Task) -> Path:
             raise StorageError(f"dataset {path.name}: no complete set of shards in {shard_dir(path)} "
                                f"(found: {found or 'none'}); generate the missing ones with "
                                "scripts/generate_data.py data.n_shards=N data.shard=K")
-        atomic_save(stored, path)
+        _write(stored, path)
         log.info("dataset: wrote %s (merged from %d shards)", path, stored["info"]["shards"])
         _remove_shards(path)
     return path

@@ -16,6 +16,7 @@ from rnn_ff.data import Split  # noqa: E402
 from rnn_ff.model import FeedForwardApproximator  # noqa: E402
 from rnn_ff.solver import SolverOptions, solve  # noqa: E402
 from rnn_ff.tasks import Task  # noqa: E402
+from rnn_ff.tasks.base import population_errors  # noqa: E402
 
 
 def regression_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -52,6 +53,7 @@ def evaluate(model: FeedForwardApproximator, task: Task, split: Split, prefix: s
     `<prefix>/recurrent_<name>`."""
     predicted = predict(model, split.inputs)
     metrics = regression_metrics(predicted, split.rates)
+    metrics |= population_errors(task.populations(), predicted, split.rates)
     metrics |= task.metrics(split.inputs, split.labels, predicted, split.rates)
     recurrent = task.metrics(split.inputs, split.labels, split.rates, split.rates)
     metrics |= {f"recurrent_{k}": v for k, v in recurrent.items()}

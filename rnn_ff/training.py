@@ -26,6 +26,7 @@ from rnn_ff.network import NetworkError
 from rnn_ff.solver import SolverError
 from rnn_ff.storage import StorageError, atomic_write_text, writable_directory
 from rnn_ff.tasks import Task, TaskConfigError, build_task
+from rnn_ff.tasks.base import population_errors
 
 log = logging.getLogger(__name__)
 # Config keys that do not change what a run computes: ignored when matching runs to resume.
@@ -116,7 +117,7 @@ def train(cfg, task: Task | None = None) -> dict[str, float]:
     for epoch in bar:
         model.train()
         order = torch.randperm(len(train_x), generator=shuffle).to(device)  # drawn on the CPU: same on any device
-        losses = [training_step(model, optimizer, train_x[batch], train_y[batch], cfg.trainer.grad_clip)
+        losses = [training_step(model, optimizer, train_x[batch], train_y[batch], cfg.trainer)
                   for batch in order.split(cfg.trainer.batch_size)]
         train_loss = torch.stack(losses).mean().item()  # non-finite if any batch's loss was
         if not math.isfinite(train_loss):  # the weights are broken: stop before anything saves them
@@ -124,13 +125,15 @@ def train(cfg, task: Task | None = None) -> dict[str, float]:
         writer.add_scalar("lr", scheduler.get_last_lr()[0], epoch)
         scheduler.step()
         model.eval()
-        val = numbers(validation_metrics(model, data.val))
+        val = numbers(validation_metrics(model, task, data.val, cfg.trainer.loss))
         val_loss = val["loss"]
         if not math.isfinite(val_loss):  # the last step broke the weights: do not save them
             stop(epoch, "validation loss")
         writer.add_scalar("train/loss", train_loss, epoch)
         writer.add_scalar("val/loss", val_loss, epoch)
-        writer.add_scalar("val/rel_error", val["rel_error"], epoch)
+        for name, value in val.items():
+            if name.startswith("rel_error"):
+                writer.add_scalar(f"val/{name}", value, epoch)
         bar.set_postfix(loss=f"{train_loss:.2e}", val_rel_error=f"{val['rel_error']:.4f}")
 
         state["epoch"] = epoch + 1
@@ -167,23 +170,26 @@ def output_activation(model_cfg, task: Task) -> str:
 
 
 def training_step(model: FeedForwardApproximator, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
-                  targets: torch.Tensor, grad_clip: float) -> torch.Tensor:
+                  targets: torch.Tensor, trainer) -> torch.Tensor:
     """One optimiser step on a batch. Returns the batch loss as a tensor on the batch's device:
     the loop checks the losses once per epoch instead of waiting for the device at every batch."""
-    loss = model.loss(model(inputs), targets)
+    loss = model.loss(inputs, targets, trainer.loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
     optimizer.step()
     return loss.detach()
 
 
-def validation_metrics(model: FeedForwardApproximator, split: Split) -> dict[str, torch.Tensor]:
-    """The loss (in float32, as in training) and rel_error (in float64) of a split, as 0-dim
-    tensors on the split's device, where the model and its target_scale are."""
+def validation_metrics(model: FeedForwardApproximator, task: Task, split: Split,
+                       loss_kind: str) -> dict[str, torch.Tensor]:
+    """The training loss (in float32, as in training), rel_error and each population's rel_error
+    (in float64) of a split, as 0-dim tensors on the split's device, where the model is."""
     predicted = predict(model, split.inputs)
-    return {"loss": model.loss(predicted.float(), split.rates.float()),
-            "rel_error": regression_metrics(predicted, split.rates)["rel_error"]}
+    with torch.no_grad():
+        loss = model.loss(split.inputs.float(), split.rates.float(), loss_kind)
+    return {"loss": loss, "rel_error": regression_metrics(predicted, split.rates)["rel_error"],
+            **population_errors(task.populations(), predicted, split.rates)}
 
 
 def restore(checkpoint: dict, model: FeedForwardApproximator, optimizer: torch.optim.Optimizer,

@@ -37,3 +37,22 @@ def test_network_is_deterministic_given_config():
 def test_invalid_config_names_the_key(key, value):
     with pytest.raises(TaskConfigError, match=f"task.{key}="):
         DenoisingTask(DenoisingConfig(**{key: value}))
+
+
+def test_errors_of_the_active_pattern_and_of_the_rest():
+    """rel_error_pattern covers the recalled pattern's units only; an error on the other E units
+    shows in rest_error_vs_pattern (measured against the pattern's rates) and nowhere else."""
+    task = DenoisingTask(DenoisingConfig())
+    inputs, labels = task.sample(64, torch.Generator().manual_seed(0))
+    target = solve(task.network, inputs, SolverOptions()).rates
+    in_pattern = task.patterns[labels["pattern_index"]] > 0
+    outside = torch.zeros_like(target)
+    outside[:, :task.n_excitatory][~in_pattern] = 0.01
+    metrics = task.metrics(inputs, labels, target + outside, target)
+    assert metrics["rel_error_pattern"] == 0
+    expected = outside.norm() / target[:, :task.n_excitatory][in_pattern].norm()
+    assert metrics["rest_error_vs_pattern"].item() == pytest.approx(expected.item())
+    inside = torch.zeros_like(target)
+    inside[:, :task.n_excitatory][in_pattern] = 0.01
+    metrics = task.metrics(inputs, labels, target + inside, target)
+    assert metrics["rest_error_vs_pattern"] == 0 and metrics["rel_error_pattern"] > 0

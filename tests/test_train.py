@@ -18,6 +18,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from rnn_ff import load_approximator, load_network
 from rnn_ff.checkpoint import load_checkpoint
 from rnn_ff.config import PROJECT_ROOT
+from rnn_ff import data as data_module
 from rnn_ff.data import load_or_generate, split_slices
 from rnn_ff.evaluation import numbers, regression_metrics
 from rnn_ff.storage import StorageError
@@ -25,7 +26,8 @@ from rnn_ff.tasks import TASKS, build_task
 from rnn_ff.training import train
 from tests.conftest import TINY, TINY_RUN, compose_config, run_script
 
-EXPECTED_SCALARS = {"train/loss", "val/loss", "val/rel_error", "lr", "data/converged", "data/oscillating",
+EXPECTED_SCALARS = {"train/loss", "val/loss", "val/rel_error", "val/rel_error_excitatory", "val/rel_error_inhibitory",
+                    "test/rel_error_excitatory", "test/rel_error_inhibitory", "lr", "data/converged", "data/oscillating",
                     "data/generation_seconds", "test/rel_error", "test/r2", "test/winner_agreement",
                     "speed/speedup"}
 
@@ -92,6 +94,14 @@ def test_training_reduces_error_and_logs_everything(tiny_wta):
                                                cache["rates"][train_part]))
     assert metrics["train/rel_error"] == pytest.approx(train_fit["rel_error"], rel=1e-6)
     assert val_error[-1] == pytest.approx(min(val_error[:12]))
+    # Each population's own error (E units 0..3, I unit 4), recomputed from the best checkpoint
+    with torch.no_grad():
+        predicted = model(cache["inputs"][test].float()).double()
+    target = cache["rates"][test]
+    for name, units in (("excitatory", slice(0, 4)), ("inhibitory", slice(4, 5))):
+        expected = (predicted[:, units] - target[:, units]).norm() / target[:, units].norm()
+        assert stored[f"test/rel_error_{name}"] == pytest.approx(expected.item(), rel=1e-5)
+        assert events.Scalars(f"test/rel_error_{name}")[-1].value == pytest.approx(expected.item(), rel=1e-5)
     assert (run / "examples.png").stat().st_size > 0
     assert len(list((run / "tb").iterdir())) == 1  # hparams live in the same run, not a sub-run
 
@@ -240,16 +250,28 @@ def test_multistability_probe_is_reported_with_the_dataset(tmp_path):
     assert 0 < metrics["data/multistability_start_dependent"] <= 40
 
 
-def test_more_training_data_keeps_the_validation_and_test_inputs(tmp_path):
-    """Splits are fixed by index: a run with 4x the training inputs is compared on the same test set."""
-    datasets = []
-    for n_train in (96, 384):
-        cfg = compose_config(tmp_path, ["task=wta", *TINY["wta"], *TINY_RUN, f"data.n_train={n_train}"])
-        datasets.append(load_or_generate(cfg, build_task(cfg.task), torch.device("cpu")))
-    small, large = datasets
-    assert torch.equal(small.val.inputs, large.val.inputs) and torch.equal(small.test.inputs, large.test.inputs)
-    assert torch.equal(small.test.rates, large.test.rates)
-    assert len(large.train) == 4 * len(small.train)
+@pytest.mark.parametrize("task", ["wta", "transformation", "denoising", "wilson_cowan"])
+def test_more_training_data_keeps_the_validation_and_test_inputs(tmp_path, task, monkeypatch):
+    """Splits are fixed by index in one seeded draw that every size starts alike: a run with 4x the
+    training inputs is compared on the same test set, and a smaller size is cut from the larger
+    cached dataset without a solve (identical to solving it)."""
+    def config(n_train: int, cache: str):
+        return compose_config(tmp_path, [f"task={task}", *TINY[task], *TINY_RUN, f"data.n_train={n_train}",
+                                         f"data.cache_dir={tmp_path / cache}"])
+
+    large = load_or_generate(config(384, "shared"), build_task(config(384, "shared").task), torch.device("cpu"))
+    solved = load_or_generate(config(96, "alone"), build_task(config(96, "alone").task), torch.device("cpu"))
+    monkeypatch.setattr(data_module, "solve", lambda *args, **kwargs: pytest.fail("solved again"))
+    cut = load_or_generate(config(96, "shared"), build_task(config(96, "shared").task), torch.device("cpu"))
+    assert cut.info["derived_from"] == large.path.name and cut.path != large.path
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(cut, split).inputs, getattr(solved, split).inputs)
+        # the same fixed points: to the bit for ReLU networks, to rounding for smooth ones (Newton runs batched)
+        assert torch.allclose(getattr(cut, split).rates, getattr(solved, split).rates, rtol=0, atol=1e-12)
+    assert cut.info["counts"] == solved.info["counts"]
+    assert torch.equal(large.test.inputs, solved.test.inputs)
+    assert torch.allclose(large.val.rates, solved.val.rates, rtol=0, atol=1e-12)
+    assert len(large.train) >= 3 * len(solved.train)
 
 
 @pytest.mark.parametrize("task, metric", [("ssn", "test/isn_agreement"), ("wilson_cowan", "test/rel_error_inhibitory")])

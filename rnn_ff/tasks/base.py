@@ -26,7 +26,8 @@ class Task(ABC):
     headline_metrics: tuple[str, ...] = ()
 
     def populations(self) -> dict[str, torch.Tensor]:
-        """Each population's unit indices, in the network's order (figures label units by them)."""
+        """Each population's unit indices, in the network's order (figures label units by them;
+        every run reports each population's own `rel_error_<name>`)."""
         return {"units": torch.arange(self.network.n_units)}
 
     def key_config(self, config: dict) -> dict:
@@ -58,12 +59,26 @@ class ExcitatoryInhibitoryPair(Task):
     def populations(self) -> dict[str, torch.Tensor]:
         return {"excitatory": torch.tensor([0]), "inhibitory": torch.tensor([1])}
 
-    def metrics(self, inputs: torch.Tensor, labels: Labels, predicted: torch.Tensor,
-                target: torch.Tensor) -> dict[str, torch.Tensor]:
-        def relative(unit: int) -> torch.Tensor:
-            return (predicted[:, unit] - target[:, unit]).norm() / target[:, unit].norm().clamp_min(1e-300)
 
-        return {"rel_error_excitatory": relative(0), "rel_error_inhibitory": relative(1)}
+def relative_error(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """||P - T|| / ||T|| over the entries where `mask` (B x N or N, bool) is true: a population's own error."""
+    if mask is not None:
+        mask = mask.to(predicted.device).expand_as(predicted)
+        predicted, target = predicted[mask], target[mask]
+    return (predicted - target).norm() / target.norm().clamp_min(1e-300)
+
+
+def population_errors(populations: dict[str, torch.Tensor], predicted: torch.Tensor,
+                      target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`rel_error_<population>` for each population that is not the whole network ("ring A" -> ring_a):
+    the overall rel_error is dominated by the population with the largest rates (a WTA's inhibitory
+    unit), so each population's own figure tells whether its computation is approximated."""
+    errors = {}
+    for name, units in populations.items():
+        if len(units) < predicted.shape[1]:
+            key = "rel_error_" + name.lower().replace(" ", "_")
+            errors[key] = relative_error(predicted[:, units.to(predicted.device)], target[:, units.to(target.device)])
+    return errors
 
 
 class TaskConfigError(ValueError):

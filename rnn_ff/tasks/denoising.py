@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, require, require_finite
+from rnn_ff.tasks.base import Labels, Task, relative_error, require, require_finite
 
 PATTERN_KINDS = ("disjoint", "random")
 
@@ -176,7 +176,14 @@ class DenoisingTask(Task):
         output = predicted[:, :self.n_excitatory]
         noisy = inputs.to(predicted)
         cosine = _cosine(output[:, None, :], patterns[None])  # B x K
+        in_pattern = clean > 0  # B x N_E: the active pattern's units
+        excitatory_target = target[:, :self.n_excitatory]
         return {
+            # The units that carry the recalled pattern, and the rest of the E units (mostly silenced
+            # by the shared inhibition: their error is measured against the pattern's rates).
+            "rel_error_pattern": relative_error(output, excitatory_target, in_pattern),
+            "rest_error_vs_pattern": (output - excitatory_target)[~in_pattern].norm()
+            / excitatory_target[in_pattern].norm().clamp_min(1e-300),
             "snr_gain_db": _snr_db(output, clean) - _snr_db(noisy, clean),
             "output_snr_db": _snr_db(output, clean),
             "input_snr_db": _snr_db(noisy, clean),

@@ -80,10 +80,7 @@ class WTATask(Task):
         agree = predicted_winner == target[:, :n_e].argmax(1)
         top2 = inputs.topk(2, dim=1).values
         clear = (top2[:, 0] - top2[:, 1]) >= self.cfg.clear_margin * (self.cfg.input_high - self.cfg.input_low)
-        excitatory = target[:, :n_e]
         return {
-            # The inhibitory unit's large rate dominates the overall rel_error; this is the E units' own.
-            "rel_error_excitatory": (predicted[:, :n_e] - excitatory).norm() / excitatory.norm().clamp_min(1e-300),
             "winner_agreement": agree.double().mean(),
             # Agreement among clear-margin inputs: nan (0 / 0) when there are none.
             "winner_agreement_clear": (agree & clear).double().sum() / clear.double().sum(),
