@@ -17,11 +17,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf import II, MISSING, DictConfig, OmegaConf, open_dict
 
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.solver import SolverOptions
-from rnn_ff.tasks import TASKS
+from rnn_ff.tasks import TASKS, Task
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -83,7 +83,7 @@ class TrainerConfig:
 class DataConfig:
     """(input, fixed point) pairs; only converged samples (stable fixed points) are kept."""
 
-    n_train: int = 4096
+    n_train: int = II("rnn_ff.task_n_train:${task.name}")  # the task's own default (Task.n_train)
     n_val: int = 512
     n_test: int = 512
     seed: int = 0  # the dataset's own seed: a sweep over `seed` reuses one dataset
@@ -119,10 +119,17 @@ class TrainConfig:
 def register_configs() -> None:
     if not OmegaConf.has_resolver("rnn_ff.project_root"):
         OmegaConf.register_new_resolver("rnn_ff.project_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("rnn_ff.task_n_train"):
+        OmegaConf.register_new_resolver("rnn_ff.task_n_train", _task_n_train)
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     for name, (schema, _) in TASKS.items():  # a group of its own: schemas are not options of `task`
         store.store(group="schema/task", name=name, node=schema)
+
+
+def _task_n_train(name: str) -> int:
+    """data.n_train's default: the task's own (Task.n_train); an unknown task name is reported by validate."""
+    return TASKS[name][1].n_train if name in TASKS else Task.n_train
 
 
 def load_config(overrides: Sequence[str] = (), output_dir: str | Path = "outputs/runs/python") -> DictConfig:

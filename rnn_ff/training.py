@@ -117,7 +117,8 @@ def train(cfg, task: Task | None = None) -> dict[str, float]:
     for epoch in bar:
         model.train()
         order = torch.randperm(len(train_x), generator=shuffle).to(device)  # drawn on the CPU: same on any device
-        losses = [training_step(model, optimizer, train_x[batch], train_y[batch], cfg.trainer)
+        losses = [training_step(model, optimizer, train_x[batch], train_y[batch], cfg.trainer.grad_clip,
+                                cfg.trainer.loss)
                   for batch in order.split(cfg.trainer.batch_size)]
         train_loss = torch.stack(losses).mean().item()  # non-finite if any batch's loss was
         if not math.isfinite(train_loss):  # the weights are broken: stop before anything saves them
@@ -170,19 +171,19 @@ def output_activation(model_cfg, task: Task) -> str:
 
 
 def training_step(model: FeedForwardApproximator, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
-                  targets: torch.Tensor, trainer) -> torch.Tensor:
+                  targets: torch.Tensor, grad_clip: float, loss_kind: str = "rectified") -> torch.Tensor:
     """One optimiser step on a batch. Returns the batch loss as a tensor on the batch's device:
     the loop checks the losses once per epoch instead of waiting for the device at every batch."""
-    loss = model.loss(inputs, targets, trainer.loss)
+    loss = model.loss(inputs, targets, loss_kind)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     return loss.detach()
 
 
 def validation_metrics(model: FeedForwardApproximator, task: Task, split: Split,
-                       loss_kind: str) -> dict[str, torch.Tensor]:
+                       loss_kind: str = "rectified") -> dict[str, torch.Tensor]:
     """The training loss (in float32, as in training), rel_error and each population's rel_error
     (in float64) of a split, as 0-dim tensors on the split's device, where the model is."""
     predicted = predict(model, split.inputs)
@@ -283,7 +284,7 @@ def final_metrics(cfg, model, task, data: FixedPointDataset, state: dict) -> dic
     metrics["train/rel_error"] = regression_metrics(predict(model, data.train.inputs), data.train.rates)["rel_error"]
     metrics = numbers(metrics)
     metrics |= {"val/rel_error": state["best_val_rel_error"], "train/epochs": state["epoch"],
-                "train/best_epoch": state["best_epoch"]}
+                "train/best_epoch": state["best_epoch"], "model/flops_per_input": model.flops()}
     metrics |= {f"data/{status}": count for status, count in data.info["counts"].items()}
     metrics |= {f"data/{split}_size": data.info[f"{split}_size"] for split in ("train", "val", "test")}
     # generation_seconds: what solving the dataset took when it was made (by this run or an earlier

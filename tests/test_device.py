@@ -140,10 +140,11 @@ def test_training_step_keeps_model_gradients_and_optimiser_state_on_the_device(f
 
 def test_validation_loss_and_error_are_computed_on_the_device(fake_gpu):
     model, data = tiny_model(), tiny_split()
+    task = build_task(TASKS["wta"][0](n_excitatory=N_INPUTS))
     with fake_gpu:
         model.to(GPU)
-        metrics = validation_metrics(model.eval(), data.to(GPU))
-    assert metrics.keys() == {"loss", "rel_error"}
+        metrics = validation_metrics(model.eval(), task, data.to(GPU))
+    assert metrics.keys() == {"loss", "rel_error", "rel_error_excitatory", "rel_error_inhibitory"}
     assert devices(metrics.values()) == {"cuda"}
     assert metrics["loss"].dtype == torch.float32 and metrics["rel_error"].dtype == torch.float64
 

@@ -372,10 +372,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_finite_checkpoint(tmp_path, mo
     loss = FeedForwardApproximator.loss
     training_batches = 0
 
-    def poisoned(self, predicted, target):
+    def poisoned(self, inputs, targets, kind="rectified"):
         nonlocal training_batches
         training_batches += self.training
-        value = loss(self, predicted, target)
+        value = loss(self, inputs, targets, kind)
         return value * torch.nan if training_batches > 2 * 3 else value  # from epoch 2 (3 batches per epoch)
 
     monkeypatch.setattr(FeedForwardApproximator, "loss", poisoned)

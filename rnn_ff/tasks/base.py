@@ -4,12 +4,42 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 
 from rnn_ff.network import RecurrentNetwork
 
 Labels = dict[str, torch.Tensor]  # per-sample facts the metrics need (first dim = batch)
+
+
+@dataclass(frozen=True)
+class QualityTarget:
+    """A bound that a task's default run must meet (mean over seeds 0-2), stated once here: the
+    report marks each met or missed and the slow tests check them."""
+
+    metric: str  # a test metric, without the "test/" prefix
+    bound: float
+    kind: str = "at most"  # "at most" | "at least" | "within" (|FF - recurrent network| <= bound)
+
+    def value(self, metrics: Mapping[str, float]) -> float:
+        """The number the bound applies to, from one run's metrics.json."""
+        found = metrics[f"test/{self.metric}"]
+        return abs(found - metrics[f"test/recurrent_{self.metric}"]) if self.kind == "within" else found
+
+    def met(self, value: float, slack: float = 0.0) -> bool:
+        """Whether `value` meets the bound, loosened by the fraction `slack` of its allowance (one
+        seed's run against a bound on the mean over seeds: an error of up to (1 + slack) x bound,
+        an agreement short of 1 by up to (1 + slack) x (1 - bound))."""
+        if self.kind == "at least":
+            return 1.0 - value <= (1.0 + slack) * (1.0 - self.bound)
+        return value <= (1.0 + slack) * self.bound
+
+    def __str__(self) -> str:
+        if self.kind == "within":
+            return f"{self.metric} within {self.bound:g} of the recurrent network's"
+        return f"{self.metric} {'≥' if self.kind == 'at least' else '≤'} {self.bound:g}"
 
 
 class Task(ABC):
@@ -22,8 +52,17 @@ class Task(ABC):
 
     # Config keys that only change how results are evaluated, not the dataset: left out of its key.
     evaluation_only: tuple[str, ...] = ()
-    # Task metrics (no split prefix) that the end-of-run summary quotes beside rel_error.
+    # Task metrics (no split prefix) that the end-of-run summary quotes beside rel_error; the first
+    # is the error of the population that carries the computation, where there is one.
     headline_metrics: tuple[str, ...] = ()
+    quality_targets: tuple[QualityTarget, ...] = (QualityTarget("rel_error", 0.03),)
+    # Training inputs of a default run (data.n_train): enough for the quality targets, within
+    # five minutes of a 2-core CPU for the whole run.
+    n_train: int = 4096
+    # The report's hardness map: task config keys and the values to sweep (their product), and
+    # where along an axis the map changes kind (value, what happens beyond it).
+    hardness: dict[str, tuple] = {}
+    hardness_boundary: dict[str, tuple[float, str]] = {}
 
     def populations(self) -> dict[str, torch.Tensor]:
         """Each population's unit indices, in the network's order (figures label units by them;
@@ -61,11 +100,10 @@ class ExcitatoryInhibitoryPair(Task):
 
 
 def relative_error(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """||P - T|| / ||T|| over the entries where `mask` (B x N or N, bool) is true: a population's own error."""
-    if mask is not None:
-        mask = mask.to(predicted.device).expand_as(predicted)
-        predicted, target = predicted[mask], target[mask]
-    return (predicted - target).norm() / target.norm().clamp_min(1e-300)
+    """||P - T|| / ||T|| over the entries where `mask` (B x N or N, bool) is true: a population's own
+    error (masked by multiplication: no data-dependent shapes, so no wait for a GPU)."""
+    weight = 1.0 if mask is None else mask.to(predicted)
+    return ((predicted - target) * weight).norm() / (target * weight).norm().clamp_min(1e-300)
 
 
 def population_errors(populations: dict[str, torch.Tensor], predicted: torch.Tensor,

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, relative_error, require, require_finite
+from rnn_ff.tasks.base import Labels, QualityTarget, Task, relative_error, require, require_finite
 
 PATTERN_KINDS = ("disjoint", "random")
 
@@ -122,7 +122,10 @@ def denoising_network(cfg: DenoisingConfig) -> RecurrentNetwork:
 
 class DenoisingTask(Task):
     name = "denoising"
-    headline_metrics = ("snr_gain_db", "pattern_accuracy")
+    n_train = 16_384
+    headline_metrics = ("rel_error_pattern", "snr_gain_db", "pattern_accuracy")
+    quality_targets = (QualityTarget("rel_error", 0.02), QualityTarget("snr_gain_db", 0.5, "within"))
+    hardness = {"noise_max": (0.25, 0.5, 1.0, 1.5), "patterns": ("disjoint", "random")}
 
     def __init__(self, cfg: DenoisingConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n_patterns >= 2, "n_patterns", cfg.n_patterns, "must be >= 2")
@@ -182,8 +185,8 @@ class DenoisingTask(Task):
             # The units that carry the recalled pattern, and the rest of the E units (mostly silenced
             # by the shared inhibition: their error is measured against the pattern's rates).
             "rel_error_pattern": relative_error(output, excitatory_target, in_pattern),
-            "rest_error_vs_pattern": (output - excitatory_target)[~in_pattern].norm()
-            / excitatory_target[in_pattern].norm().clamp_min(1e-300),
+            "rest_error_vs_pattern": ((output - excitatory_target) * ~in_pattern).norm()
+            / (excitatory_target * in_pattern).norm().clamp_min(1e-300),
             "snr_gain_db": _snr_db(output, clean) - _snr_db(noisy, clean),
             "output_snr_db": _snr_db(output, clean),
             "input_snr_db": _snr_db(noisy, clean),

@@ -48,6 +48,7 @@ def ssn_network(cfg: SSNConfig) -> RecurrentNetwork:
 class SSNTask(ExcitatoryInhibitoryPair):
     name = "ssn"
     headline_metrics = ("rel_error_excitatory", "isn_agreement")
+    hardness = {"input_high": (5.0, 10.0, 20.0, 40.0)}  # stronger drive: deeper into the ISN regime
 
     def __init__(self, cfg: SSNConfig, network: RecurrentNetwork | None = None) -> None:
         require_finite(cfg, ("k", "n", "w_ee", "w_ei", "w_ie", "w_ii", "tau_excitatory", "tau_inhibitory",

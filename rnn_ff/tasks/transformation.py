@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, require
+from rnn_ff.tasks.base import Labels, QualityTarget, Task, require
 
 
 @dataclass
@@ -125,7 +125,9 @@ def circular_distance(x: torch.Tensor, y: torch.Tensor, n: int) -> torch.Tensor:
 
 class TransformationTask(Task):
     name = "transformation"
-    headline_metrics = ("decode_error",)
+    headline_metrics = ("rel_error_hidden_h", "decode_error")
+    quality_targets = (QualityTarget("rel_error", 0.03), QualityTarget("decode_error", 0.5))
+    hardness = {"n": (6, 8, 12, 16)}
 
     def __init__(self, cfg: TransformationConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n >= 3, "n", cfg.n, "must be >= 3 (a ring needs at least 3 positions)")

@@ -56,6 +56,7 @@ def wilson_cowan_network(cfg: WilsonCowanConfig) -> RecurrentNetwork:
 class WilsonCowanTask(ExcitatoryInhibitoryPair):
     name = "wilson_cowan"
     headline_metrics = ("rel_error_excitatory",)
+    hardness = {"input_high": (0.6, 1.0, 1.5, 2.5)}  # past ~0.71 the drives cross the limit-cycle range
     n_drives = 1  # I_E; I_I = 0
 
     def __init__(self, cfg: WilsonCowanConfig, network: RecurrentNetwork | None = None) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from rnn_ff.network import RecurrentNetwork
-from rnn_ff.tasks.base import Labels, Task, require, require_finite
+from rnn_ff.tasks.base import Labels, QualityTarget, Task, require, require_finite
 
 
 @dataclass
@@ -52,7 +52,12 @@ def wta_network(cfg: WTAConfig) -> RecurrentNetwork:
 class WTATask(Task):
     name = "wta"
     evaluation_only = ("clear_margin",)
+    n_train = 65_536
     headline_metrics = ("rel_error_excitatory", "winner_agreement")
+    quality_targets = (QualityTarget("rel_error", 0.03), QualityTarget("rel_error_excitatory", 0.06),
+                       QualityTarget("winner_agreement", 0.98, "at least"))
+    hardness = {"n_excitatory": (8, 16, 32, 64, 128), "self_excitation": (0.3, 0.6, 0.9, 1.2, 1.5)}
+    hardness_boundary = {"self_excitation": (1.0, "single winner: the map jumps at input ties")}
 
     def __init__(self, cfg: WTAConfig, network: RecurrentNetwork | None = None) -> None:
         require(cfg.n_excitatory >= 2, "n_excitatory", cfg.n_excitatory, "must be >= 2")
