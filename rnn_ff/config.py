@@ -42,12 +42,14 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The feed-forward approximator: input -> hidden -> one rate per recurrent unit."""
 
-    hidden: int = 512  # wide enough for the default tasks to reach rel_error < 0.1 in minutes on a CPU
+    hidden: int = II("rnn_ff.task_default:${task.name},hidden")  # the task's own (Task.hidden: 512; wta 256)
     activation: str = "relu"  # relu | tanh | gelu | silu; ReLU matches the piecewise-linear targets
     # auto: relu where the network's rates are >= 0 (relu, power; often exactly 0), none where they
     # can be negative (tanh, sigmoid); or relu | softplus | none
     output_activation: str = "auto"
-    hidden_layers: int = 1  # 1: the two-layer network (input -> hidden -> rates); more for composed maps
+    # 1: the paper's two-layer network (input -> hidden -> rates); the task's own (Task.hidden_layers:
+    # 1; wta 2, whose shared inhibition of the active units is a composition one layer pieces together)
+    hidden_layers: int = II("rnn_ff.task_default:${task.name},hidden_layers")
 
 
 @dataclass
@@ -63,7 +65,7 @@ class TrainerConfig:
     """The plain PyTorch loop (rnn_ff/training.py): AdamW, warm-up + cosine, early stopping."""
 
     max_epochs: int = 300
-    batch_size: int = 128
+    batch_size: int = II("rnn_ff.task_default:${task.name},batch_size")  # the task's own (Task.batch_size)
     lr: float = 2e-3
     weight_decay: float = 1e-5
     warmup_epochs: int = 5
@@ -83,7 +85,7 @@ class TrainerConfig:
 class DataConfig:
     """(input, fixed point) pairs; only converged samples (stable fixed points) are kept."""
 
-    n_train: int = II("rnn_ff.task_n_train:${task.name}")  # the task's own default (Task.n_train)
+    n_train: int = II("rnn_ff.task_default:${task.name},n_train")  # the task's own default (Task.n_train)
     n_val: int = 512
     n_test: int = 512
     seed: int = 0  # the dataset's own seed: a sweep over `seed` reuses one dataset
@@ -119,17 +121,19 @@ class TrainConfig:
 def register_configs() -> None:
     if not OmegaConf.has_resolver("rnn_ff.project_root"):
         OmegaConf.register_new_resolver("rnn_ff.project_root", lambda: str(PROJECT_ROOT))
-    if not OmegaConf.has_resolver("rnn_ff.task_n_train"):
-        OmegaConf.register_new_resolver("rnn_ff.task_n_train", _task_n_train)
+    if not OmegaConf.has_resolver("rnn_ff.task_default"):
+        OmegaConf.register_new_resolver("rnn_ff.task_default", _task_default)
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     for name, (schema, _) in TASKS.items():  # a group of its own: schemas are not options of `task`
         store.store(group="schema/task", name=name, node=schema)
 
 
-def _task_n_train(name: str) -> int:
-    """data.n_train's default: the task's own (Task.n_train); an unknown task name is reported by validate."""
-    return TASKS[name][1].n_train if name in TASKS else Task.n_train
+def _task_default(name: str, attribute: str) -> int:
+    """A default that depends on the task (model.hidden, model.hidden_layers, data.n_train,
+    trainer.batch_size): the Task class's own
+    attribute; an unknown task name is reported by validate."""
+    return getattr(TASKS[name][1] if name in TASKS else Task, attribute)
 
 
 def load_config(overrides: Sequence[str] = (), output_dir: str | Path = "outputs/runs/python") -> DictConfig:

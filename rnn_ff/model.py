@@ -12,9 +12,9 @@ OUTPUT = {"relu": torch.relu, "softplus": nn.functional.softplus, "none": lambda
 class FeedForwardApproximator(nn.Module):
     """u -> r*: standardised input -> hidden -> output, returned in raw rate units.
 
-    hidden_layers = 1 is the two-layer network of Muir (2018) and the default; more hidden
-    layers (of the same width) are an option for maps that compose rectifications, such as
-    the transformation task's conjunction units (docs/results.md).
+    hidden_layers = 1 is the two-layer network of Muir (2018) and the default of most tasks;
+    more hidden layers (of the same width) fit maps that compose rectifications faster, such as
+    the WTA's shared inhibition of its active units (its default is 2; docs/results.md).
 
     Normalisation lives in buffers, so the saved state maps raw inputs to raw rates.
     Targets are shifted by their per-unit mean and scaled by one global scale (so that

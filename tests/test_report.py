@@ -64,8 +64,8 @@ def test_the_plan_runs_every_group_at_a_fixed_hardness_cost():
     assert len({run.folder for run in runs}) == len(runs)
     flops = default_flops(default_task("wta"))
     for run in (run for run in runs if run.group == "hardness"):  # FLOPs per input within 5% of the default's
-        n = run.axes["n_excitatory"]
-        assert abs(2 * run.axes["hidden"] * (n + n + 1) / flops - 1) < 0.05
+        n, width = run.axes["n_excitatory"], run.axes["hidden"]
+        assert abs(2 * (width * (n + n + 1) + width**2) / flops - 1) < 0.05  # two hidden layers
 
 
 TINY = Settings(seeds=(0, 1), pareto_widths={1: (8, 16), 2: (8,)}, data_sizes=(64, 128), samples_per_run=640,
@@ -93,7 +93,8 @@ def test_tiny_study_writes_every_section_figure_and_the_readme_summary(tmp_path)
     assert "rel_error_excitatory ≤ 0.06" in text and "winner_agreement ≥ 0.98" in text
     assert not math.isnan(table["mean over seeds"].iloc[0])
     assert re.search(r"- wta: 0\.\d{4} \(\w+ run \w+, [\d,]+ training inputs\): (met|MISSED)", text)
-    assert "With two hidden layers of the same width on the same 128 inputs" in text
+    assert "With 3 hidden layers of the same width on the same 128 inputs" in text  # wta: 2 by default
+    assert "With 2 hidden layers of the same width on the same 128 inputs" in text  # ssn: 1
     assert "Beyond" not in text  # the tiny grid stays below the WTA's self-excitation boundary
     readme_text = readme.read_text()
     assert "old" not in readme_text and "before" in readme_text and "after" in readme_text

@@ -84,14 +84,15 @@ def data_conclusion(runs: pd.DataFrame, metric: str = "test/rel_error") -> str:
 
 
 def depth_conclusion(data_runs: pd.DataFrame, deeper: pd.DataFrame) -> str:
-    """The largest data run against the same run with two hidden layers."""
+    """The largest data run against the same run with one more hidden layer."""
     if deeper.empty:
         return ""
     deep = deeper.iloc[0]
     shallow = data_runs[data_runs.n_train == deep.n_train].iloc[0]
-    return (f"With two hidden layers of the same width on the same {int(deep.n_train):,} inputs and "
-            f"{int(deep.epochs)} epochs: {deep['test/rel_error']:.4f} against {shallow['test/rel_error']:.4f} with one "
-            f"({deep['model/flops_per_input'] / shallow['model/flops_per_input']:.1f}x the FLOPs).")
+    return (f"With {layers(deep.hidden_layers)} of the same width on the same {int(deep.n_train):,} inputs and "
+            f"{int(deep.epochs)} epochs: {deep['test/rel_error']:.4f} against {shallow['test/rel_error']:.4f} with "
+            f"{layers(deep.hidden_layers - 1)} ({deep['model/flops_per_input'] / shallow['model/flops_per_input']:.1f}x "
+            "the FLOPs).")
 
 
 def trend(task: Task, runs: pd.DataFrame, column: str, digits: int = 4) -> list[str]:

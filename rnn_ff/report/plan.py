@@ -7,17 +7,19 @@ Five groups, each a list of `Run`s:
 - data: n_train from 1k to 64k at the default width, the epochs chosen so that each run sees about
   the same number of samples (more data is not also more optimiser steps, up to the epoch cap);
 - hardness: each task's own parameter grid (Task.hardness) at a fixed FF cost (the default
-  network's FLOPs per input, the width set to match the grid point's input and output sizes);
-- deeper: the data group's largest run again with two hidden layers of the default width (the
-  same data and epochs): whether depth, given the data, buys what one layer does not.
+  network's FLOPs per input, its depth and a width that matches the grid point's input and output
+  sizes);
+- deeper: the data group's largest run again with one more hidden layer of the default width
+  (the same data and epochs): whether depth, given the data, buys what width does not.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
-from rnn_ff.config import ModelConfig, TrainerConfig, load_config
+from rnn_ff.config import TrainerConfig, load_config
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.tasks import Task, build_task
 
@@ -67,15 +69,18 @@ def default_task(name: str) -> Task:
     return build_task(load_config([f"task={name}"]).task)
 
 
-def fixed_cost_width(task: Task, flops: int) -> int:
-    """The one-hidden-layer width whose FLOPs per input match `flops` for this task's sizes."""
-    return max(4, round(flops / (2 * (task.network.n_inputs + task.network.n_units))))
+def fixed_cost_width(task: Task, flops: int, layers: int) -> int:
+    """The width whose FLOPs per input, with `layers` hidden layers, match `flops` for this task's
+    sizes: the root of 2 (w (n_in + n_out) + (layers - 1) w^2) = flops."""
+    linear, quadratic = task.network.n_inputs + task.network.n_units, layers - 1
+    width = (flops / 2 / linear if quadratic == 0 else
+             (math.sqrt(linear**2 + 2 * quadratic * flops) - linear) / (2 * quadratic))
+    return max(4, round(width))
 
 
 def default_flops(task: Task) -> int:
-    model = ModelConfig()
-    return FeedForwardApproximator(task.network.n_inputs, task.network.n_units, model.hidden,
-                                   hidden_layers=model.hidden_layers).flops()
+    return FeedForwardApproximator(task.network.n_inputs, task.network.n_units, task.hidden,
+                                   hidden_layers=task.hidden_layers).flops()
 
 
 def plan(settings: Settings, tasks: tuple[str, ...] = STUDY_TASKS, extra: tuple[str, ...] = ()) -> list[Run]:
@@ -99,9 +104,9 @@ def plan(settings: Settings, tasks: tuple[str, ...] = STUDY_TASKS, extra: tuple[
             runs.append(Run("data", name, f"n_train{n_train}",
                             (*base, f"data.n_train={n_train}", f"trainer.max_epochs={epochs}"),
                             {"n_train": n_train, "epochs": epochs}))
-        largest = runs[-1]
-        runs.append(Run("deeper", name, f"{largest.name}_depth2", (*largest.overrides, "model.hidden_layers=2"),
-                        {**largest.axes, "hidden_layers": 2}))
+        largest, deeper = runs[-1], task.hidden_layers + 1
+        runs.append(Run("deeper", name, f"{largest.name}_depth{deeper}",
+                        (*largest.overrides, f"model.hidden_layers={deeper}"), {**largest.axes, "hidden_layers": deeper}))
         runs += hardness_runs(name, task, settings, (*base, *study))
     return runs
 
@@ -115,7 +120,7 @@ def hardness_runs(name: str, task: Task, settings: Settings, base: tuple[str, ..
         axes = dict(zip(grid, point))
         overrides = tuple(f"task.{key}={value}" for key, value in axes.items())
         point_task = build_task(load_config([f"task={name}", *overrides]).task)
-        width = fixed_cost_width(point_task, flops)
+        width = fixed_cost_width(point_task, flops, task.hidden_layers)
         label = "_".join(f"{key}{value}" for key, value in axes.items())
         runs.append(Run("hardness", name, label, (*base, *overrides, f"model.hidden={width}"),
                         {**axes, "hidden": width}))

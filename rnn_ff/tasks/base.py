@@ -56,9 +56,13 @@ class Task(ABC):
     # is the error of the population that carries the computation, where there is one.
     headline_metrics: tuple[str, ...] = ()
     quality_targets: tuple[QualityTarget, ...] = (QualityTarget("rel_error", 0.03),)
-    # Training inputs of a default run (data.n_train): enough for the quality targets, within
-    # five minutes of a 2-core CPU for the whole run.
+    # A default run's network (model.hidden, model.hidden_layers), training inputs (data.n_train)
+    # and batch size (trainer.batch_size): what the quality targets need, the whole run within five
+    # minutes on a 2-core CPU (docs/results.md shows the alternatives).
+    hidden: int = 512
+    hidden_layers: int = 1
     n_train: int = 4096
+    batch_size: int = 128
     # The report's hardness map: task config keys and the values to sweep (their product), and
     # where along an axis the map changes kind (value, what happens beyond it).
     hardness: dict[str, tuple] = {}

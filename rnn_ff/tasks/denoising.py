@@ -122,7 +122,7 @@ def denoising_network(cfg: DenoisingConfig) -> RecurrentNetwork:
 
 class DenoisingTask(Task):
     name = "denoising"
-    n_train = 16_384
+    n_train = 16_384  # with 4,096 the MLP memorises them (train 0.0013, test 0.028)
     headline_metrics = ("rel_error_pattern", "snr_gain_db", "pattern_accuracy")
     quality_targets = (QualityTarget("rel_error", 0.02), QualityTarget("snr_gain_db", 0.5, "within"))
     hardness = {"noise_max": (0.25, 0.5, 1.0, 1.5), "patterns": ("disjoint", "random")}
