@@ -292,7 +292,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, trained):
 
 @pytest.mark.parametrize("overrides, message", [
     (["model.hidden=8"], r"holds a model \{.*'hidden': 16.*\}, but this run builds \{.*'hidden': 8"),
-    (["model.hidden_layers=2"], r"holds a model \{.*'hidden_layers': 1\}, but this run builds \{.*'hidden_layers': 2"),
+    (["model.hidden_layers=3"], r"holds a model \{.*'hidden_layers': 2\}, but this run builds \{.*'hidden_layers': 3"),
     (["task.n_excitatory=5"], r"holds a model \{'n_inputs': 4.*but this run builds \{'n_inputs': 5"),
     (["task.self_excitation=0.3"], r"was trained on another wta network than this config builds"),
     (["task=transformation", "task.n=3"], r"was trained on task 'wta', not 'transformation'"),
