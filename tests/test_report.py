@@ -30,8 +30,10 @@ def test_power_law_recovers_a_known_exponent_and_the_data_needed():
     n = np.array([1024, 4096, 16384, 65536], dtype=float)
     c, b, r2 = analysis.power_law(n, 2.0 * n**-0.5)
     assert (c, b, r2) == pytest.approx((2.0, -0.5, 1.0))
-    runs = pd.DataFrame({"n_train": n, "test/rel_error": 2.0 * n**-0.5})
-    assert "0.01 at about 40,000 inputs" in analysis.data_conclusion(runs)  # (2 / 0.01)^2
+    runs = pd.DataFrame({"n_train": n, "test/rel_error": 4.0 * n**-0.5})
+    assert "0.01 at about 160,000 inputs (2.4x the largest size)" in analysis.data_conclusion(runs)  # (4 / 0.01)^2
+    reached = pd.DataFrame({"n_train": n, "test/rel_error": 2.0 * n**-0.5})
+    assert analysis.data_conclusion(reached).endswith("Measured under 0.01 from 65,536 inputs.")
     flat = pd.DataFrame({"n_train": n, "test/rel_error": [0.05, 0.049, 0.048, 0.047]})
     assert "more data alone is not the way there" in analysis.data_conclusion(flat)
 

@@ -76,7 +76,7 @@ def data_conclusion(runs: pd.DataFrame, metric: str = "test/rel_error") -> str:
     log_needed = math.log(STUDY_GOAL / c) / b if b < 0 else math.inf  # in logs: a flat fit overflows
     needed = math.exp(log_needed) if log_needed < math.log(100 * n.max()) else math.inf
     if error.min() <= STUDY_GOAL:
-        text += f" Measured under {STUDY_GOAL:g} from {int(n[error <= STUDY_GOAL][0]):,} inputs."
+        return text + f" Measured under {STUDY_GOAL:g} from {int(n[error <= STUDY_GOAL][0]):,} inputs."
     if needed <= 100 * n.max():
         return text + f" The fit puts {STUDY_GOAL:g} at about {needed:,.0f} inputs ({needed / n.max():.2g}x the largest size)."
     return text + (f" At this rate {STUDY_GOAL:g} lies beyond 100x the largest size: more data alone is not the "
@@ -113,7 +113,7 @@ def hardness_conclusion(task: Task, runs: pd.DataFrame) -> str:
     text = []
     for metric in error_metrics(task):
         worst, best = runs.loc[runs[metric].idxmax()], runs.loc[runs[metric].idxmin()]
-        text.append(f"{metric} ranges from {best[metric]:.4f} ({_point(task, best)}) to {worst[metric]:.4f} "
+        text.append(f"{metric} ranges from {best[metric]:.4g} ({_point(task, best)}) to {worst[metric]:.4g} "
                     f"({_point(task, worst)}).")
         text += trend(task, runs, metric)
         for axis, (edge, meaning) in task.hardness_boundary.items():
@@ -135,7 +135,7 @@ def _across(task: Task, runs: pd.DataFrame, metric: str, axis: str, edge: float,
         ratio = pd.Series([beyond[metric].min() / below[metric].max()])
     where = f" at every {', '.join(others)}" if others else ""
     if (ratio > 1).all():
-        return [f"Beyond {axis} = {edge:g} ({meaning}) the best point is {ratio.min():.2g}-{ratio.max():.2g}x worse "
+        return [f"Beyond {axis} = {edge:g} ({meaning}) the best point is {ratio.min():.3g}-{ratio.max():.3g}x worse "
                 f"than the worst point below{where}: a floor that this FF budget does not pass."]
     return [f"Beyond {axis} = {edge:g} ({meaning}) the best point is not worse than the worst below everywhere "
             f"(ratios {ratio.min():.2g}-{ratio.max():.2g}): the boundary does not set a floor at this budget."]

@@ -66,15 +66,17 @@ def plot_hardness(task: Task, runs: pd.DataFrame, path: Path) -> Path:
     """Each error over the task's hardness grid: a heat map over two axes, a line over one."""
     metrics = error_metrics(task)
     axes_names = list(task.hardness)
-    figure, axes = _panels(len(metrics), width=4.2, height=3.4)
+    figure, axes = _panels(len(metrics), width=4.8, height=3.4)
     for ax, metric in zip(axes, metrics):
         if len(axes_names) == 2:
-            grid = runs.pivot_table(index=axes_names[1], columns=axes_names[0], values=metric, sort=False)
+            rows, columns = ([v for v in task.hardness[name] if v in set(runs[name])] for name in axes_names[::-1])
+            grid = runs.pivot_table(index=axes_names[1], columns=axes_names[0], values=metric).reindex(
+                index=rows, columns=columns)
             image = ax.imshow(np.log10(grid.to_numpy(float)), cmap="viridis", aspect="auto", origin="lower")
             for (i, j), value in np.ndenumerate(grid.to_numpy(float)):
                 ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=7, color="w")
-            ax.set_xticks(range(grid.shape[1]), [str(v) for v in grid.columns])
-            ax.set_yticks(range(grid.shape[0]), [str(v) for v in grid.index])
+            ax.set_xticks(range(grid.shape[1]), [str(v) for v in columns])
+            ax.set_yticks(range(grid.shape[0]), [str(v) for v in rows])
             ax.set(xlabel=axes_names[0], ylabel=axes_names[1])
             figure.colorbar(image, ax=ax, label=f"log10 {metric.removeprefix('test/')}")
             boundary = task.hardness_boundary.get(axes_names[1])
@@ -87,6 +89,7 @@ def plot_hardness(task: Task, runs: pd.DataFrame, path: Path) -> Path:
             ax.plot(ordered[axis].astype(str), ordered[metric], "o-")
             ax.set(yscale="log", xlabel=axis, ylabel=metric.removeprefix("test/"))
         ax.set_title(f"{task.name}: {metric.removeprefix('test/')}", fontsize=9)
+    figure.tight_layout()
     return save(figure, path)
 
 

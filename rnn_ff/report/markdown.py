@@ -30,6 +30,7 @@ def summary(defaults: pd.DataFrame, verdicts: pd.DataFrame, tasks: list[Task]) -
             "task": task.name,
             "train inputs": f"{int(runs['data/train_size'].iloc[0]):,}",
             "run time (s)": f"{runs['seconds'].median():.0f}",
+            "data (s)": f"{runs['data/generation_seconds'].iloc[0]:.0f}",
             "test/rel_error": f"{runs['test/rel_error'].mean():.4f}",
             "informative population": (f"{informative.removeprefix('test/rel_error_')} "
                                        f"{runs[informative].mean():.4f}" if informative else "—"),
@@ -46,7 +47,15 @@ def machine() -> str:
 
 
 def results_document(sections: dict[str, str], header: str) -> str:
-    return "\n\n".join([header, *sections.values()]) + "\n"
+    """The sections in order, each heading, figure and table set off by a blank line."""
+    lines = []
+    for line in "\n\n".join([header, *sections.values()]).splitlines():
+        starts_block = line.startswith(("#", "![")) or (line.startswith("|") and not lines[-1].startswith("|"))
+        if lines and lines[-1] and starts_block:
+            lines.append("")
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def update_readme(readme: Path, summary_table: str, note: str) -> None:
