@@ -108,7 +108,10 @@ def write_sections(table: pd.DataFrame, costs: pd.DataFrame, tasks: list[Task], 
     sections["data"] = "\n".join(text)
 
     text = ["## Hardness maps\n", "Each task's own parameters, at the default network's FLOPs per input "
-            "(the width follows the input and output sizes).\n"]
+            "(its depth; the width follows the input and output sizes) and the study's training size (see How) "
+            "at every grid point. A larger network has a larger input space to cover with the same inputs, so "
+            "an error that grows along a size axis mixes hardness with a data limit (the data section shows how "
+            "far more data goes at the default size).\n"]
     for task in tasks:
         runs = per_task["hardness"][task]
         if not task.hardness or runs.empty:
