@@ -1,6 +1,6 @@
 """Run the study: datasets first (largest first, so that smaller sizes are cut from them), then the
-training runs, a few at a time in worker processes. A run whose metrics.json exists is kept, so an
-interrupted report resumes where it stopped."""
+training runs, a few at a time in worker processes. A run whose run.json exists (written last) is
+kept, so an interrupted report resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -35,19 +35,13 @@ def prepare_datasets(runs: list[Run], runs_dir: Path, jobs: int) -> float:
         family = json.dumps({name: value for name, value in key.items() if name != "sizes"}, sort_keys=True)
         families[family].setdefault(str(cache_path(cfg, key)), (sum(key["sizes"].values()), run.overrides))
     work = [[overrides for _, overrides in sorted(members.values(), key=lambda member: -member[0])]
-            for members in families.values()]
-    work = [family for family in work if not all(_cached(overrides) for overrides in family)]
+            for members in families.values() if not all(Path(path).exists() for path in members)]
     log.info("report: %d dataset families to generate, %d at a time", len(work), jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for future in as_completed([pool.submit(_generate_family, family, max(1, torch.get_num_threads() // jobs))
                                     for family in work]):
             future.result()
     return time.perf_counter() - start
-
-
-def _cached(overrides: tuple[str, ...]) -> bool:
-    cfg = load_config(overrides)
-    return cache_path(cfg, dataset_key(cfg, build_task(cfg.task))).exists()
 
 
 def _generate_family(family: list[tuple[str, ...]], threads: int) -> None:
@@ -65,7 +59,7 @@ def execute(run: Run, runs_dir: Path, threads: int) -> dict:
     from rnn_ff.training import train  # imported here: worker processes start from a clean interpreter
 
     folder = runs_dir / run.folder
-    if (folder / "metrics.json").exists() and (folder / "run.json").exists():
+    if (folder / "run.json").exists():
         return json.loads((folder / "metrics.json").read_text())
     torch.set_num_threads(threads)
     folder.mkdir(parents=True, exist_ok=True)
