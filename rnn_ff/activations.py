@@ -35,6 +35,9 @@ class Activation:
     nonnegative: bool  # f(x) >= 0 everywhere
     # parameter -> (is the value allowed, what is allowed)
     allowed: dict[str, tuple[Callable[[float], bool], str]]
+    # The largest slope s with 0 <= f' <= s everywhere (inf: unbounded). f is then in the sector
+    # [0, s] about every point, which is what the global stability proof needs (solver/global_stability.py).
+    slope_bound: Callable[[Params], float] = lambda p: math.inf
 
 
 def _logistic(x: torch.Tensor, p: Params) -> torch.Tensor:
@@ -55,20 +58,24 @@ def _power_curvature(low: torch.Tensor, high: torch.Tensor, p: Params) -> torch.
 
 _POSITIVE = (lambda v: math.isfinite(v) and v > 0, "must be a finite number > 0")
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(lambda x, p: torch.relu(x), lambda x, p: (x > 0).to(x.dtype), None, {}, True, {}),
+    "relu": Activation(lambda x, p: torch.relu(x), lambda x, p: (x > 0).to(x.dtype), None, {}, True, {},
+                       lambda p: 1.0),
     "tanh": Activation(lambda x, p: torch.tanh(x), lambda x, p: 1.0 - torch.tanh(x) ** 2,
-                       lambda low, high, p: torch.full_like(low, 4 / (3 * math.sqrt(3))), {}, False, {}),
+                       lambda low, high, p: torch.full_like(low, 4 / (3 * math.sqrt(3))), {}, False, {},
+                       lambda p: 1.0),
     "power": Activation(
         lambda x, p: p["k"] * torch.relu(x) ** p["n"],
         lambda x, p: p["k"] * p["n"] * torch.relu(x) ** (p["n"] - 1) * (x > 0).to(x.dtype),
         _power_curvature, {"k": 1.0, "n": 2.0}, True,
-        {"k": _POSITIVE, "n": (lambda v: math.isfinite(v) and v >= 1, "must be a finite number >= 1")}),
+        {"k": _POSITIVE, "n": (lambda v: math.isfinite(v) and v >= 1, "must be a finite number >= 1")},
+        lambda p: p["k"] if p["n"] == 1 else math.inf),
     "sigmoid": Activation(
         lambda x, p: _logistic(x, p) - 1.0 / (1.0 + math.exp(p["gain"] * p["threshold"])),
         lambda x, p: p["gain"] * _logistic(x, p) * (1 - _logistic(x, p)),
         lambda low, high, p: torch.full_like(low, p["gain"] ** 2 / (6 * math.sqrt(3))),
         {"gain": 1.0, "threshold": 0.0}, False,
-        {"gain": _POSITIVE, "threshold": (math.isfinite, "must be a finite number")}),
+        {"gain": _POSITIVE, "threshold": (math.isfinite, "must be a finite number")},
+        lambda p: p["gain"] / 4),
 }
 
 

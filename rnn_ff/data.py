@@ -42,7 +42,7 @@ from rnn_ff.tasks import Task
 log = logging.getLogger(__name__)
 # The meaning of a target: bump whenever a change alters which samples are accepted or their
 # values (tests/test_targets_fingerprint.py fails then), so that no cache of older code is reused.
-TARGETS_VERSION = 4
+TARGETS_VERSION = 5
 SPLITS = ("train", "val", "test")
 # Where each split sits in the one seeded draw of inputs: validation and test first, so that they
 # stay the same inputs when n_train changes ("more data" is compared on the same test set).
@@ -243,7 +243,8 @@ def generate(cfg, task: Task, key: dict, device: torch.device, part: slice = sli
     seconds = time.perf_counter() - start
     counts = result.counts()
     bad = {name: n for name, n in counts.items() if name != "converged" and n}
-    log.info("dataset: %d of %d fixed points converged in %.1f s", counts["converged"], total, seconds)
+    log.info("dataset: %d of %d fixed points converged in %.1f s; certified %s", counts["converged"], total, seconds,
+             result.stats["certificate"])
     if bad:
         log.warning("dataset: %d of %d samples did not converge and are excluded: %s", sum(bad.values()), total, bad)
     nfe = result.nfe.double()
@@ -384,6 +385,8 @@ def _merge_complete_shards(path: Path, key: dict, task: Task) -> dict | None:
         "nfe_max": nfe.max().item(),
         "max_residual_converged": max(residuals) if residuals else None,
         "distinct_active_sets": max(i.get("distinct_active_sets", 0) for i in infos),  # a lower bound
+        "certificate": infos[0]["certificate"],  # one network: the same proof (or none) in every shard
+        "global_proof": infos[0]["global_proof"],
         "nfe_total": int(merged["nfe"].sum()),
         "shards": n_shards,
     }

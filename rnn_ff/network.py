@@ -80,6 +80,11 @@ class RecurrentNetwork:
     def rate_slope(self, states: torch.Tensor) -> torch.Tensor:
         return ACTIVATIONS[self.activation].slope(states, self.activation_params)
 
+    @property
+    def slope_bound(self) -> float:
+        """s with 0 <= f'(x) <= s for every x (inf where f' is unbounded, as for the SSN's power law)."""
+        return ACTIVATIONS[self.activation].slope_bound(self.activation_params)
+
     def slope_lipschitz(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         """A Lipschitz constant of f' on [low, high] per unit (smooth activations only)."""
         return ACTIVATIONS[self.activation].curvature(low, high, self.activation_params)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from rnn_ff.data import TARGETS_VERSION
+from rnn_ff.random_networks import random_ei_network
 from rnn_ff import WTAConfig, wta_network
 from rnn_ff.solver import solve, solve_fixed_points
 from rnn_ff.tasks import TASKS, build_task
@@ -18,14 +19,17 @@ from tests.conftest import three_cycle
 
 # TARGETS_VERSION -> batch -> (status codes, one digit per sample; sha256 of the rates rounded to 1e-9).
 # Version 4 changed how a dataset's inputs are drawn (in blocks, rnn_ff.data.draw_inputs), not the
-# solver: the fixed batches below keep the fingerprints of version 3.
-FINGERPRINTS = {4: {
+# solver: the fixed batches below keep the fingerprints of version 3. Version 5 accepts the samples of
+# a network with a global stability proof (rnn_ff/solver/global_stability.py) by the proof alone: the
+# WTA and denoising are proved, and their targets stay those of version 4 to 1e-9.
+FINGERPRINTS = {5: {
     "wta": ("0000000000000000", "686c8f927a77815d"),
     "transformation": ("0000000000000000", "cfeb901979849ae5"),
     "denoising": ("0000000000000000", "87aabe479694261e"),
     "hard_wta": ("0000000000000000", "e1ea430a072c9afb"),
     "three_cycle": ("21", "f4f2afad0f9ce9c4"),
     "runaway": ("03", "148ea1cd0df7bf08"),
+    "proven_ei_256": ("0000000000000000", "8bbeee174e483712"),
 }}
 
 
@@ -45,6 +49,9 @@ def batches():
     yield "hard_wta", lambda: solve(hard, hard_inputs)
     hostile = torch.tensor([[1.0, 1.1, 0.9], [1.0, 1.0, 1.0]], dtype=torch.float64)
     yield "three_cycle", lambda: solve_fixed_points(three_cycle(), hostile)
+    proven = random_ei_network(256, excitatory_radius=0.5)  # per-sample exact solves, proved
+    proven_inputs = torch.rand(16, 256, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    yield "proven_ei_256", lambda: solve(proven, proven_inputs)
     yield "runaway", lambda: solve_fixed_points(torch.tensor([[1.5]], dtype=torch.float64),
                                                 torch.tensor([[-1.0], [1.0]], dtype=torch.float64))
 

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from rnn_ff.network import RecurrentNetwork
+from rnn_ff.solver.active_sets import ExactSolver
+from rnn_ff.solver.global_stability import GlobalProof, no_proof, prove_global_stability
 from rnn_ff.solver.options import SolverOptions
 from rnn_ff.solver.smooth import certified_by_lyapunov_ball
 from rnn_ff.solver.regions import (
@@ -36,7 +38,6 @@ from rnn_ff.solver.regions import (
     NO_REGION,
     RegionTable,
     analyse_regions,
-    exact_fixed_points,
     inside_invariant_ellipsoid,
     key_words,
     max_real_parts,
@@ -60,9 +61,11 @@ class WindowVerdict:
 
 def judge(network: RecurrentNetwork, fixed: torch.Tensor, states: torch.Tensor, drive: torch.Tensor,
           stable: torch.Tensor, unstable: torch.Tensor, bound_for: torch.Tensor, consistent: torch.Tensor,
-          options: SolverOptions) -> WindowVerdict:
+          options: SolverOptions, attracted: torch.Tensor | None = None) -> WindowVerdict:
     """Accept x* if it is a fixed point, stable, and the trajectory is shown to be bound for it
-    (`bound_for`: the region certificate for ReLU; see SmoothJudge for smooth activations)."""
+    (`bound_for`: the region certificate for ReLU; see SmoothJudge for smooth activations).
+    `attracted`: samples known to be bound for a stable fixed point (a global proof), whatever x*;
+    None: those whose x* is a stable fixed point."""
     scale = 1.0 + fixed.abs().amax(-1)
     residual_tol = options.residual_tolerance(states.dtype)
     is_fixed = torch.isfinite(fixed).all(-1) & consistent
@@ -72,15 +75,17 @@ def judge(network: RecurrentNetwork, fixed: torch.Tensor, states: torch.Tensor, 
         polished=torch.where(is_fixed[:, None], fixed, states),
         accepted=is_fixed & stable & bound_for,
         on_unstable=is_fixed & unstable & (distance <= options.unstable_distance * scale),
-        near_stable=is_fixed & stable,
+        near_stable=is_fixed & stable if attracted is None else attracted,
     )
 
 
 class PiecewiseLinearJudge:
     """ReLU networks: exact region fixed points, stability per region, closed-form certificate."""
 
-    def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float) -> None:
-        self.network, self.options = network, options
+    def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float,
+                 proof: GlobalProof) -> None:
+        self.network, self.options, self.proof = network, options, proof
+        self.exact = ExactSolver(network)
         self.time_limit = options.certify_horizon * time_unit
         device, n = network.weights.device, network.n_units
         self.placeholder = placeholder_row(torch.full((key_words(n),), NO_REGION, device=device), n,
@@ -162,7 +167,7 @@ class PiecewiseLinearJudge:
         index = converged.nonzero().squeeze(1)
         if not len(index):
             return states
-        fixed = exact_fixed_points(self.network, states[index], drive[index])
+        fixed = self.exact(states[index] > 0, drive[index])
         scale = 1.0 + fixed.abs().amax(-1)
         good = torch.isfinite(fixed).all(-1) & ((fixed > 0) == (states[index] > 0)).all(-1)
         good &= self.network.residual(fixed, drive[index]).abs().amax(-1) <= self.options.residual_tolerance(
@@ -177,8 +182,9 @@ class SmoothJudge:
 
     regions_analysed = 0
 
-    def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float) -> None:
-        self.network, self.options = network, options
+    def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float,
+                 proof: GlobalProof) -> None:
+        self.network, self.options, self.proof = network, options, proof
 
     def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
         network, options = self.network, self.options
@@ -192,23 +198,89 @@ class SmoothJudge:
             x_star = polish(network, states[members], drive[members], options.newton_steps)
             finite = torch.isfinite(x_star).all(-1)
             x_star = torch.where(finite[:, None], x_star, 0.0)
-            values = max_real_eigenvalue(network, x_star)  # host round trip
             fixed[members] = x_star
-            stable[members] = finite & (values < -options.stability_margin)
-            unstable[members] = finite & (values >= -options.stability_margin)
-            # Accepted only inside a ball about x* that provably contracts onto it (a state merely
-            # close to x* may lie beyond a nearby saddle, in another basin).
-            certified[members] = stable[members] & certified_by_lyapunov_ball(network, states[members], x_star)
-        return judge(network, fixed, states, drive, stable, unstable, certified, torch.ones_like(stable), options)
+            stable[members], unstable[members], certified[members] = self._certify(states[members], x_star, finite)
+        return judge(network, fixed, states, drive, stable, unstable, certified, torch.ones_like(stable), options,
+                     self._bound_for_attractor(candidates))
+
+    def _certify(self, states: torch.Tensor, fixed: torch.Tensor,
+                 finite: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(stable, unstable, certified) for Newton's fixed points `fixed` of these states."""
+        values = max_real_eigenvalue(self.network, fixed)  # host round trip
+        stable = finite & (values < -self.options.stability_margin)
+        # Accepted only inside a ball about x* that provably contracts onto it (a state merely
+        # close to x* may lie beyond a nearby saddle, in another basin).
+        certified = stable & certified_by_lyapunov_ball(self.network, states, fixed)
+        return stable, finite & (values >= -self.options.stability_margin), certified
+
+    def _bound_for_attractor(self, candidates: torch.Tensor) -> torch.Tensor | None:
+        """Samples known to be bound for a stable fixed point whatever their verdict (None: only those
+        near one): the oscillation test leaves them alone."""
+        return None
 
     def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
         return states  # Newton's answer is already per sample
 
 
+class GloballyStableSmoothJudge(SmoothJudge):
+    """Smooth activations with a global stability proof: the network's one equilibrium is the answer,
+    so Newton's fixed point is accepted on its residual alone (no eigenvalues, no contracting ball); its
+    distance to the exact equilibrium is at most GlobalProof.error_bound of that residual."""
+
+    def _certify(self, states, fixed, finite):
+        return finite, torch.zeros_like(finite), finite
+
+    def _bound_for_attractor(self, candidates):
+        return candidates  # the one equilibrium attracts every trajectory: no limit cycle exists
+
+
+class GloballyStablePiecewiseLinearJudge:
+    """ReLU networks with a global stability proof: the unique equilibrium is the response from rest,
+    so a sample is converged as soon as the fixed point of its region, solved exactly on its own
+    active set, lies in that region (sign-consistent, to the residual tolerance). No region is analysed.
+
+    Every running sample is solved after every window (one exact solve costs about as much as one
+    integration step where the network is large: rnn_ff/solver/active_sets.py); a solution that leaves
+    its region is tried once more on the active set it points to (a Newton step of the piecewise-linear
+    equation), else the sample integrates on."""
+
+    regions_analysed = 0
+
+    def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float,
+                 proof: GlobalProof) -> None:
+        self.network, self.options, self.proof = network, options, proof
+        self.exact = ExactSolver(network)
+
+    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
+        network, options = self.network, self.options
+        members = candidates.nonzero().squeeze(1)  # host round trip
+        fixed = states.clone()
+        consistent = torch.zeros(len(states), dtype=torch.bool, device=states.device)
+        if len(members):
+            active, member_drive = states[members] > 0, drive[members]
+            solved = self.exact(active, member_drive)
+            retry = (torch.isfinite(solved).all(-1) & ((solved > 0) != active).any(-1)).nonzero().squeeze(1)  # host
+            if len(retry):
+                active[retry] = solved[retry] > 0
+                solved[retry] = self.exact(active[retry], member_drive[retry])
+            fixed[members] = solved
+            consistent[members] = torch.isfinite(solved).all(-1) & ((solved > 0) == active).all(-1)
+        return judge(network, fixed, states, drive, consistent, torch.zeros_like(consistent), consistent, consistent,
+                     options, candidates)
+
+    def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
+        return states  # already solved on each sample's own active set
+
+
 def make_judge(network: RecurrentNetwork, options: SolverOptions, time_unit: float):
-    """The strategy for this kind of network, chosen once."""
-    kind = PiecewiseLinearJudge if network.piecewise_linear else SmoothJudge
-    return kind(network, options, time_unit)
+    """The strategy for this kind of network, chosen once: with a global stability proof (tried
+    first where solver.global_proof is true) no per-sample analysis is needed."""
+    proof = prove_global_stability(network) if options.global_proof else no_proof("off", "solver.global_proof=false")
+    if proof.proved:
+        kind = GloballyStablePiecewiseLinearJudge if network.piecewise_linear else GloballyStableSmoothJudge
+    else:
+        kind = PiecewiseLinearJudge if network.piecewise_linear else SmoothJudge
+    return kind(network, options, time_unit, proof)
 
 
 def _budgets(device: torch.device) -> tuple[int, int]:
@@ -226,7 +298,9 @@ def _bytes(table: RegionTable) -> int:
 
 def polish(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor, newton_steps: int = 20) -> torch.Tensor:
     """Fixed point near `states` by Newton's method on -x + W f(x) + drive = 0 (for ReLU a
-    single step is the exact active-set solve). Singular systems give nan."""
+    single step is the exact active-set solve), stopping early once no step moves a state by more
+    than rounding (1e-14 relative: quadratic convergence has then reached the last digits). Singular
+    systems give nan."""
     steps = 1 if network.piecewise_linear else newton_steps
     eye = torch.eye(network.n_units, dtype=states.dtype, device=states.device)
     rows_per_solve = max(1, _SOLVE_ELEMENTS // network.n_units**2)  # bounds the (B, N, N) systems
@@ -239,12 +313,16 @@ def polish(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor,
             rhs = d + (network.rate(x) - slope * x) @ network.weights.T
             with single_threaded_lapack():
                 solution, info = torch.linalg.solve_ex(jacobian, rhs)
+            moved = (solution - x).abs().amax(-1) / (1.0 + x.abs().amax(-1))
             x = torch.where((info == 0)[:, None], solution, torch.full_like(solution, math.nan))
+            if bool((moved <= _NEWTON_STEP).all()):  # nan compares False: a failed solve does every step
+                break
         parts.append(x)
     return torch.cat(parts)
 
 
 _SOLVE_ELEMENTS = 2**23
+_NEWTON_STEP = 1e-14  # Newton stops once every step is this small (relative to 1 + |x|_inf)
 
 
 def max_real_eigenvalue(network: RecurrentNetwork, fixed_points: torch.Tensor) -> torch.Tensor:

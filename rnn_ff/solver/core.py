@@ -124,7 +124,8 @@ def solve(
                  for chunk, chunk_starts in zip(drive.split(chunk_size), starts.split(chunk_size))]
     fields = {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
     result = FixedPointResult(**fields, seconds=time.perf_counter() - start)
-    result.stats = {"distinct_active_sets": judge.regions_analysed, "nfe_total": int(result.nfe.sum()),
+    result.stats = {"certificate": judge.proof.describe(), "global_proof": judge.proof.summary(),
+                    "distinct_active_sets": judge.regions_analysed, "nfe_total": int(result.nfe.sum()),
                     "chunk_size": chunk_size}
     return result
 

@@ -42,6 +42,9 @@ class SolverOptions:
     diverge_threshold: float = 1e6
     certify_horizon: float = 100.0  # ReLU: certify a region's attractor up to this time (largest-tau units)
     newton_steps: int = 20  # polish iterations for smooth activations
+    # Try first to prove that the network has one globally attracting equilibrium for every input
+    # (rnn_ff/solver/global_stability.py); where that is proved, no sample needs an analysis of its own.
+    global_proof: bool = True
     chunk_size: Optional[int] = None  # samples integrated together; None: from the device's free memory
     # None: integrate in the answer's dtype. "float32": integrate in float32 and polish and certify
     # in the answer's dtype (for GPUs whose float64 is slow; the answer stays exact). A float32

@@ -41,6 +41,7 @@ _DUMMY_EIGENVALUE = -1.0
 _BITS_PER_WORD = 62  # active-set bits packed per int64 key word (sign bit unused)
 NO_REGION = -1  # the key word of the placeholder row
 _SCREEN_ELEMENTS = 2**23  # elements of one batch of blocks in the stability screen
+_SOLVE_ELEMENTS = 2**23  # elements of one batch of (|S| x |S| and N x |S|) blocks in the exact solve
 
 
 @dataclass
@@ -410,20 +411,22 @@ def active_set_fixed_points(network: RecurrentNetwork, drive: torch.Tensor, acti
     return torch.where((info == 0)[:, None], fixed, math.nan)
 
 
-def exact_fixed_points(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
-    """The fixed point of the region each state is in, solved on that region's own |S| block.
+def exact_fixed_points(network: RecurrentNetwork, active_units: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
+    """The fixed point of each sample's region (B, N), given as a boolean mask (B, N) of its active
+    units, solved on that region's own |S| block.
 
     Unlike a padded solve, the answer depends only on the sample, never on the width that
     other samples' regions imposed; it is the reported answer (bit-identical whatever the batch
-    on the CPU; a GPU's batched LU may change its algorithm with the batch size). One batched solve per distinct
-    |S| (a host round trip each), so it runs once per chunk, not per window."""
-    active_units = states > 0
+    on the CPU; a GPU's batched LU may change its algorithm with the batch size). One batched solve
+    per distinct |S| (a host round trip each), in blocks that bound the (rows, |S|, |S|) systems."""
     sizes = active_units.sum(1)
     fixed = drive.clone()
     for size in sizes.unique().tolist():
         members = (sizes == size).nonzero().squeeze(1)
-        active, valid = padded_active_sets(active_units[members], size)
-        fixed[members] = active_set_fixed_points(network, drive[members], active, valid)
+        rows = max(1, _SOLVE_ELEMENTS // max(1, size * max(size, network.n_units)))
+        for part in members.split(rows):
+            active, valid = padded_active_sets(active_units[part], size)
+            fixed[part] = active_set_fixed_points(network, drive[part], active, valid)
     return fixed
 
 

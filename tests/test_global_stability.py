@@ -1,0 +1,183 @@
+"""The global stability proof (rnn_ff/solver/global_stability.py), checked independently: a claimed
+proof is re-verified in exact rational arithmetic, networks built to have no proof (two equilibria,
+an unstable excitatory core, a self-exciting unit, an unbounded slope) are refused, and a proven
+network's answers are scipy LSODA's from rest, with a different time constant per unit."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from rnn_ff.network import RecurrentNetwork
+from rnn_ff.random_networks import random_ei_network
+from rnn_ff.solver import SolverOptions, solve
+from rnn_ff.solver.active_sets import ExactSolver
+from rnn_ff.solver.global_stability import certified_margin, prove_global_stability
+from rnn_ff.solver.regions import exact_fixed_points
+from rnn_ff.tasks import TASKS, build_task
+
+
+def network_of(weights, tau=1.0, activation="relu") -> RecurrentNetwork:
+    weights = torch.as_tensor(weights, dtype=torch.float64)
+    n = len(weights)
+    return RecurrentNetwork(weights, torch.as_tensor(tau, dtype=torch.float64).expand(n).clone(),
+                            torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64), activation)
+
+
+def exactly_positive_definite(weights: torch.Tensor, diagonal: torch.Tensor, slope: float) -> bool:
+    """D (I - sW) + (I - sW)^T D > 0, decided in rational arithmetic from the float64 entries
+    (every leading principal minor > 0, by fraction-exact Gaussian elimination)."""
+    n = len(weights)
+    w = [[Fraction(v) for v in row] for row in weights.tolist()]
+    d = [Fraction(v) for v in diagonal.tolist()]
+    s = Fraction(slope)
+    a = [[(1 if i == j else 0) - s * w[i][j] for j in range(n)] for i in range(n)]
+    m = [[d[i] * a[i][j] + d[j] * a[j][i] for j in range(n)] for i in range(n)]
+    for k in range(n):
+        if m[k][k] <= 0:
+            return False
+        for i in range(k + 1, n):
+            factor = m[i][k] / m[k][k]
+            for j in range(k, n):
+                m[i][j] -= factor * m[k][j]
+    return True
+
+
+def test_every_proof_found_holds_in_exact_arithmetic_and_two_equilibria_are_never_proved():
+    generator = torch.Generator().manual_seed(0)
+    proved = refused = 0
+    for trial in range(60):
+        n = 2 + trial % 5
+        weights = torch.randn(n, n, generator=generator, dtype=torch.float64) * (0.2 + 0.03 * trial)
+        proof = prove_global_stability(network_of(weights))
+        if proof.proved:
+            proved += 1
+            assert exactly_positive_definite(weights, proof.diagonal, 1.0), (trial, proof)
+        else:
+            refused += 1
+        # A P-matrix is necessary: det(I - W) < 0 means two equilibria for some input; never proved.
+        if torch.linalg.det(torch.eye(n, dtype=torch.float64) - weights) < 0:
+            assert not proof.proved
+    assert proved >= 10 and refused >= 10  # both outcomes exercised
+
+
+@pytest.mark.parametrize("gap", [1e-3, 1e-9, 1e-13, 0.0, -1e-13, -1e-9])
+def test_a_matrix_at_the_edge_of_diagonal_stability_is_proved_only_where_exactly_true(gap):
+    # I - W = [[1, 1 - gap], [1, 1]] up to sign: det = gap; LDS exactly when gap > 0 (2 x 2).
+    weights = torch.tensor([[0.0, -(1.0 - gap)], [-1.0, 0.0]], dtype=torch.float64)
+    proof = prove_global_stability(network_of(weights))
+    if gap <= 0:
+        assert not proof.proved, proof
+    if proof.proved:
+        assert exactly_positive_definite(weights, proof.diagonal, 1.0)
+    if gap >= 1e-9:
+        assert proof.proved, proof  # well within reach of double precision
+
+
+def test_the_certified_margin_never_claims_more_than_the_true_smallest_eigenvalue():
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        q, _ = torch.linalg.qr(torch.randn(30, 30, generator=generator, dtype=torch.float64))
+        smallest = float(torch.rand(1, generator=generator)) * 1e-3
+        eigenvalues = torch.cat([torch.tensor([smallest], dtype=torch.float64),
+                                 1 + torch.rand(29, generator=generator, dtype=torch.float64)])
+        a = q @ torch.diag(eigenvalues / 2) @ q.T  # symmetric: D A + A^T D = 2A with D = I
+        margin = certified_margin(a, torch.ones(30, dtype=torch.float64))
+        assert margin is None or 2 * margin <= smallest * (1 + 1e-6)
+        shifted = a - (smallest / 2 + 1e-12) * torch.eye(30, dtype=torch.float64)  # now indefinite
+        assert certified_margin(shifted, torch.ones(30, dtype=torch.float64)) is None
+
+
+@pytest.mark.parametrize("name, weights, reason", [
+    ("bistable mutual inhibition", [[0.0, -2.0], [-2.0, 0.0]], "no diagonal D"),
+    ("self-exciting unit", [[1.2, -1.0], [1.0, 0.0]], "excites itself"),
+    ("inhibition-stabilized E/I pair", [[0.0, 1.5, -2.0], [1.5, 0.0, -2.0], [1.0, 1.0, 0.0]], "excitatory units"),
+    # a combinatorial threshold-linear network (Curto et al.): a 3-cycle of excitation on inhibition
+    ("CTLN 3-cycle", [[0.0, -0.75, -1.5], [-1.5, 0.0, -0.75], [-0.75, -1.5, 0.0]], "no diagonal D"),
+])
+def test_networks_without_a_global_proof_are_refused_with_the_reason(name, weights, reason):
+    proof = prove_global_stability(network_of(weights))
+    assert not proof.proved and reason in proof.reason, (name, proof)
+    assert proof.describe().startswith("per region: no global proof (")
+
+
+def test_which_built_in_tasks_are_proved():
+    outcome = {}
+    for name, (schema, _) in TASKS.items():
+        if name == "custom":
+            continue
+        outcome[name] = prove_global_stability(build_task(schema()).network)
+    assert outcome["wta"].proved and outcome["denoising"].proved
+    assert not outcome["transformation"].proved  # the search's best smallest eigenvalue stays below 0
+    assert not outcome["ssn"].proved and "unbounded" in outcome["ssn"].reason
+    assert not outcome["ring_ssn"].proved
+    assert not outcome["wilson_cowan"].proved and "excites itself" in outcome["wilson_cowan"].reason
+    hard = build_task(TASKS["wta"][0](self_excitation=1.2)).network
+    assert not prove_global_stability(hard).proved  # a single-winner WTA is multistable
+
+
+def lsoda_from_rest(network: RecurrentNetwork, drive: np.ndarray, t_end: float) -> np.ndarray:
+    w, tau = network.weights.numpy(), network.tau.numpy()
+    rate = np.tanh if network.activation == "tanh" else (lambda x: np.maximum(x, 0))
+    solution = solve_ivp(lambda t, x: (-x + w @ rate(x) + drive) / tau, (0.0, t_end), np.zeros(len(drive)),
+                         method="LSODA", rtol=1e-11, atol=1e-13)
+    assert solution.success, solution.message
+    return solution.y[:, -1]
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_a_proven_network_with_a_time_constant_per_unit_answers_what_lsoda_finds_from_rest(activation):
+    base = random_ei_network(40, excitatory_radius=0.5, seed=3)
+    tau = 0.3 + 2 * torch.rand(40, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    network = RecurrentNetwork(base.weights, tau, base.input_matrix, base.bias, activation)
+    proof = prove_global_stability(network)
+    assert proof.proved
+    inputs = torch.rand(6, 40, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 2 - 1
+    result = solve(network, inputs, SolverOptions())
+    assert result.stats["certificate"].startswith("globally stable: Lyapunov diagonal")
+    assert result.converged.all()
+    for x, u in zip(result.states.numpy(), inputs.numpy()):
+        np.testing.assert_allclose(x, lsoda_from_rest(network, u, 200.0), rtol=1e-7, atol=1e-9)
+    if activation == "tanh":  # Newton's answer is within the a-posteriori bound of the true one
+        residual = network.residual(result.states, network.drive(inputs))
+        assert (proof.error_bound(residual) < 1e-9).all()
+
+
+def test_the_proof_and_the_per_region_certificates_give_the_same_answers():
+    network = random_ei_network(48, excitatory_radius=0.5, seed=6)
+    inputs = torch.rand(64, 48, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    proven = solve(network, inputs, SolverOptions())
+    per_region = solve(network, inputs, SolverOptions(global_proof=False))
+    assert per_region.stats["certificate"] == "per region: no global proof (solver.global_proof=false)"
+    assert proven.stats["distinct_active_sets"] == 0 < per_region.stats["distinct_active_sets"]
+    assert proven.converged.all() and per_region.converged.all()
+    torch.testing.assert_close(proven.states, per_region.states, rtol=1e-12, atol=1e-12)
+
+
+def test_the_error_bound_covers_the_distance_to_the_equilibrium():
+    network = random_ei_network(30, excitatory_radius=0.5, seed=8)
+    network = RecurrentNetwork(network.weights, network.tau, network.input_matrix, network.bias, "tanh")
+    proof = prove_global_stability(network)
+    drive = torch.rand(1, 30, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    star = torch.tensor(lsoda_from_rest(network, drive[0].numpy(), 300.0))[None]
+    for size in (1e-1, 1e-3, 1e-6):
+        state = star + size * torch.randn(1, 30, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+        bound = proof.error_bound(network.residual(state, drive))
+        assert (state - star).norm() <= bound
+
+
+@pytest.mark.parametrize("active_fraction", [0.2, 0.95])  # direct LU; low-rank update of (I - W)^-1
+def test_per_sample_exact_solves_equal_the_batched_ones_whatever_the_batch(active_fraction):
+    network = random_ei_network(160, excitatory_radius=0.5, seed=11)
+    generator = torch.Generator().manual_seed(12)
+    active = torch.rand(9, 160, generator=generator) < active_fraction
+    drive = torch.randn(9, 160, generator=generator, dtype=torch.float64)
+    solver = ExactSolver(network)
+    assert solver.per_sample
+    each = solver(active, drive)
+    torch.testing.assert_close(each, exact_fixed_points(network, active, drive), rtol=1e-10, atol=1e-10)
+    assert torch.equal(solver(active[3:5], drive[3:5]), each[3:5])  # bit-identical: depends on the sample alone
