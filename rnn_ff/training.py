@@ -291,6 +291,10 @@ def final_metrics(cfg, model, task, data: FixedPointDataset, state: dict) -> dic
     # one); seconds: what getting it took this run (reused: reading and rechecking the cache).
     metrics |= {"data/generation_seconds": data.info["generation_seconds"], "data/seconds": data.seconds,
                 "data/reused": int(data.reused), "data/nfe_mean": data.info["nfe_mean"]}
+    # Which certificate accepted the targets (the words are in train.log and the summary): 1 and the
+    # proof's margin where one proof covers the whole network, 0 where each sample was certified alone.
+    proof = data.info["global_proof"]
+    metrics |= {"data/globally_stable": int(proof["proved"]), "data/global_margin": proof["margin"]}
     if "multistability" in data.info:
         metrics |= {f"data/multistability_{name}": count for name, count in data.info["multistability"].items()}
     metrics |= measure_speed(model, task, data.test.inputs, solver_options(cfg.solver), DTYPES[cfg.solver.dtype])
@@ -322,6 +326,7 @@ def run_summary(task, metrics: dict, run_dir: Path, data: FixedPointDataset, sec
         f"  test     {quality}",
         f"  data     {counts['converged']:,} of {sum(counts.values()):,} inputs converged"
         f"{f' ({others})' if others else ''}; {origin}",
+        f"  targets  certified {data.info['certificate']}",
         f"  speed    the FF is {metrics['speed/speedup']:,.0f}x faster than the recurrent solve "
         f"({1e6 * metrics['speed/ff_seconds_per_sample']:.3g} µs vs {1e3 * metrics['speed/ode_seconds_per_sample']:.3g}"
         " ms per input)",

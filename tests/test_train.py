@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -52,7 +53,8 @@ def test_every_task_config_composes_and_builds(tmp_path, task):
     assert all(len(value) == 4 for value in labels.values())
 
 
-def test_training_reduces_error_and_logs_everything(tiny_wta):
+def test_training_reduces_error_and_logs_everything(tiny_wta, caplog):
+    caplog.set_level(logging.INFO)
     tiny_wta.trainer.max_epochs = 12
     tiny_wta.trainer.batch_size = 8
     tiny_wta.model.hidden = 64
@@ -66,6 +68,10 @@ def test_training_reduces_error_and_logs_everything(tiny_wta):
                 "speed/ode_seconds_per_sample", "speed/ff_seconds_per_sample", "speed/speedup"):
         assert key in stored
     assert stored["data/converged"] == 96 + 32 + 32
+    # The soft WTA has one global stability proof: its targets need no per-region certificate.
+    assert stored["data/globally_stable"] == 1 and stored["data/global_margin"] > 0
+    assert "certified globally stable: Lyapunov diagonal" in caplog.text
+    assert "  targets  certified globally stable" in caplog.text
 
     events = EventAccumulator(str(run / "tb"))
     events.Reload()
@@ -275,9 +281,10 @@ def test_more_training_data_keeps_the_validation_and_test_inputs(tmp_path, task,
 
 
 @pytest.mark.parametrize("task, metric", [("ssn", "test/isn_agreement"), ("wilson_cowan", "test/rel_error_inhibitory")])
-def test_the_literature_tasks_train_with_their_metrics_and_figure(tmp_path, task, metric):
+def test_the_literature_tasks_train_with_their_metrics_and_figure(tmp_path, task, metric, caplog):
     """The SSN and Wilson-Cowan tasks run end to end; Wilson-Cowan's limit-cycle drives are counted
     (oscillating) and never trained on."""
+    caplog.set_level(logging.INFO)
     cfg = compose_config(tmp_path, [f"task={task}", *TINY_RUN])
     metrics = train(cfg)
     assert 0 <= metrics[metric] <= 1 and math.isfinite(metrics["test/rel_error_excitatory"])
@@ -292,3 +299,5 @@ def test_the_literature_tasks_train_with_their_metrics_and_figure(tmp_path, task
         assert 10 <= metrics["data/oscillating"] <= 60 and metrics["data/converged"] + metrics["data/oscillating"] == 160
     else:
         assert metrics["data/converged"] == 160 and 0 < metrics["test/recurrent_isn_fraction"] < 1
+    assert metrics["data/globally_stable"] == 0  # the SSN's power law and Wilson-Cowan's self-excitation
+    assert "certified per region: no global proof" in caplog.text
