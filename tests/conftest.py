@@ -27,6 +27,7 @@ TINY = {
     "custom": [],
     "ssn": [],
     "wilson_cowan": [],
+    "ring_ssn": [],
 }
 TINY_RUN = [
     "data.n_train=96", "data.n_val=32", "data.n_test=32", "model.hidden=16", "trainer.max_epochs=4",

@@ -6,6 +6,7 @@ from rnn_ff.network import RecurrentNetwork
 from rnn_ff.tasks.base import Task, TaskConfigError
 from rnn_ff.tasks.custom import CustomConfig, CustomTask
 from rnn_ff.tasks.denoising import DenoisingConfig, DenoisingTask
+from rnn_ff.tasks.ring_ssn import RingSSNConfig, RingSSNTask
 from rnn_ff.tasks.ssn import SSNConfig, SSNTask
 from rnn_ff.tasks.transformation import TransformationConfig, TransformationTask
 from rnn_ff.tasks.wilson_cowan import WilsonCowanConfig, WilsonCowanTask
@@ -19,6 +20,7 @@ TASKS = {
     "custom": (CustomConfig, CustomTask),
     "ssn": (SSNConfig, SSNTask),
     "wilson_cowan": (WilsonCowanConfig, WilsonCowanTask),
+    "ring_ssn": (RingSSNConfig, RingSSNTask),
 }
 
 
