@@ -115,7 +115,7 @@ def test_invalid_value_through_train_py_is_one_line_without_traceback(tmp_path, 
 
 def test_kill_during_dataset_generation_leaves_nothing_read_as_complete(tmp_path):
     # Big enough that generation takes seconds, so the kill lands in the middle of it.
-    overrides = ["task=wta", *TINY_RUN, "data.n_train=4000", "trainer.max_epochs=1", "trainer.n_figure_examples=0"]
+    overrides = ["task=wta", *TINY_RUN, "data.n_train=40000", "trainer.max_epochs=1", "trainer.n_figure_examples=0"]
     cache = tmp_path / "outputs" / "cache"
     process = subprocess.Popen([sys.executable, "train.py", *overrides, f"paths.log_dir={tmp_path / 'outputs'}"],
                                cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
