@@ -337,3 +337,25 @@ def test_the_progress_bar_counts_every_chunk_and_is_exact_at_the_end(monkeypatch
     counts = {name: count for name, count in result.counts().items() if count}
     assert len(counts) >= 2 and "timeout" in counts  # several statuses, some only known at the end
     assert bars[0].n == len(inputs) and bars[0].shown == counts
+
+
+def test_an_allocation_failure_in_the_analysis_is_one_error_naming_the_chunk_size(monkeypatch):
+    # The CPU allocator's failure is a RuntimeError: it must not be taken for a sample's fault (bisected).
+    import rnn_ff.solver.classification as classification
+
+    def cannot_allocate(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:118] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1220575232 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(classification, "analyse_regions", cannot_allocate)
+    with pytest.raises(SolverError, match=r"^out of memory solving 5-unit .* set a smaller solver\.chunk_size$"):
+        solve(wta_network(WTAConfig(n_excitatory=4)), torch.rand(8, 4, dtype=torch.float64),
+              SolverOptions(global_proof=False))
+
+
+def test_the_cpu_chunk_is_bounded_in_bytes_for_large_networks():
+    from rnn_ff.solver.core import auto_chunk_size
+
+    cpu = torch.device("cpu")
+    assert auto_chunk_size(17, cpu, torch.float64) == 16384
+    assert 64 <= auto_chunk_size(1024, cpu, torch.float64) * 40 * 1024 * 8 <= 2**29

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from rnn_ff.network import RecurrentNetwork
 from rnn_ff.solver.classification import available_memory, make_judge
-from rnn_ff.solver.integration import integrate_window
+from rnn_ff.solver.integration import SolverError, integrate_window, out_of_memory
 from rnn_ff.solver.options import (
     CONVERGED,
     DIVERGED,
@@ -51,6 +51,7 @@ from rnn_ff.solver.tracking import RunningSamples
 
 _CPU_CHUNK = 16384  # beyond this a CPU gains nothing from larger batches
 _GPU_CHUNK = 2**20
+_CPU_CHUNK_BYTES = 2**29  # the integration state of one CPU chunk (about 40 state-sized tensors per sample)
 
 
 def solve_fixed_points(
@@ -119,9 +120,16 @@ def solve(
     integrated_network = network.to(dtype=integration_dtype)
     start = time.perf_counter()
     totals = dict.fromkeys(STATUSES, 0)
-    with tqdm(total=len(inputs), unit="fp", desc="fixed points", disable=not progress, leave=False) as bar:
-        parts = [_solve_chunk(network, integrated_network, chunk, chunk_starts, options, judge, time_unit, bar, totals)
-                 for chunk, chunk_starts in zip(drive.split(chunk_size), starts.split(chunk_size))]
+    try:
+        with tqdm(total=len(inputs), unit="fp", desc="fixed points", disable=not progress, leave=False) as bar:
+            parts = [_solve_chunk(network, integrated_network, chunk, chunk_starts, options, judge, time_unit, bar,
+                                  totals)
+                     for chunk, chunk_starts in zip(drive.split(chunk_size), starts.split(chunk_size))]
+    except (RuntimeError, MemoryError) as error:  # an allocation anywhere in the analysis, not only the integration
+        if not out_of_memory(error):
+            raise
+        raise SolverError(f"out of memory solving {network.n_units}-unit fixed points in chunks of {chunk_size} "
+                          f"samples on {device}; set a smaller solver.chunk_size") from error
     fields = {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
     result = FixedPointResult(**fields, seconds=time.perf_counter() - start)
     result.stats = {"certificate": judge.proof.describe(), "global_proof": judge.proof.summary(),
@@ -134,8 +142,12 @@ def auto_chunk_size(n_units: int, device: torch.device, dtype: torch.dtype) -> i
     """Samples integrated together: what a quarter of the device's free memory holds (about 40
     state-sized tensors per sample: integrator stages, sampled trajectory, trackers), capped."""
     per_sample = 40 * n_units * torch.finfo(dtype).bits // 8
-    cap = _GPU_CHUNK if device.type == "cuda" else _CPU_CHUNK
-    return int(min(cap, max(256, available_memory(device) // 4 // per_sample)))
+    if device.type == "cuda":
+        return int(min(_GPU_CHUNK, max(256, available_memory(device) // 4 // per_sample)))
+    # The CPU's share is also capped in bytes, so that a large network's chunk stays a fixed size
+    # however much memory the machine has (1,024 units: about 1,600 samples).
+    budget = min(available_memory(device) // 4, _CPU_CHUNK_BYTES)
+    return int(min(_CPU_CHUNK, max(64, budget // per_sample)))
 
 
 def _solve_chunk(network: RecurrentNetwork, integrated_network: RecurrentNetwork, drive: torch.Tensor,

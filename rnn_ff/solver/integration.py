@@ -87,12 +87,19 @@ def _attempt(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tenso
     try:
         trajectory = odeint(rhs, states, times, method=options.method, rtol=options.rtol, atol=options.atol,
                             options={"max_num_steps": options.max_steps_per_window})
-    except torch.OutOfMemoryError as error:
-        raise SolverError(f"out of memory integrating {len(states)} samples of {states.shape[1]} units on "
-                          f"{states.device}; set a smaller solver.chunk_size") from error
-    except (AssertionError, RuntimeError, ValueError, OverflowError) as error:
+    except (AssertionError, RuntimeError, ValueError, OverflowError, MemoryError) as error:
+        if out_of_memory(error):
+            raise SolverError(f"out of memory integrating {len(states)} samples of {states.shape[1]} units on "
+                              f"{states.device}; set a smaller solver.chunk_size") from error
         return None, calls, error
     return trajectory, calls, None
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """An allocation failure (CUDA's OutOfMemoryError, the CPU allocator's RuntimeError, Python's
+    MemoryError): never a sample's fault, so never bisected."""
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(error, RuntimeError) and ("can't allocate memory" in str(error) or "out of memory" in str(error)))
 
 
 def _systematic(error: Exception, options: SolverOptions, batch: int) -> str:
