@@ -126,7 +126,7 @@ def _prove(weights: torch.Tensor, slope: float) -> GlobalProof:
     if (self_gain >= 1).any():
         unit = int(self_gain.argmax())
         return no_proof("diagonal", f"unit {unit} excites itself with gain {self_gain[unit].item():.3g} >= 1", slope)
-    excitatory = _excitatory_units(weights)
+    excitatory = _units_of_sign(weights, 1.0)
     if len(excitatory) > 1:
         low, _ = _perron_root_bounds(slope * weights[excitatory][:, excitatory])
         if low >= 1:
@@ -155,9 +155,10 @@ def _prove(weights: torch.Tensor, slope: float) -> GlobalProof:
                     f"({steps} search steps; its best smallest eigenvalue {best_value:.3g}, mean(D) = 1)", slope)
 
 
-def _excitatory_units(weights: torch.Tensor) -> torch.Tensor:
-    """Units whose outgoing weights (their column of W, off the diagonal) are all >= 0 and not all 0."""
-    off = weights - torch.diag(weights.diagonal())
+def _units_of_sign(weights: torch.Tensor, sign: float) -> torch.Tensor:
+    """Units whose outgoing weights (their column of W, off the diagonal) all have this sign (+1:
+    excitatory, -1: inhibitory), zeros allowed, not all zero."""
+    off = sign * (weights - torch.diag(weights.diagonal()))
     return ((off >= 0).all(0) & (off > 0).any(0)).nonzero().squeeze(1)
 
 
@@ -196,18 +197,13 @@ def _candidates(weights: torch.Tensor, slope: float, excitatory: torch.Tensor):
     shifted = comparison + shift * torch.eye(n, dtype=weights.dtype)
     yield "Perron vectors of |W|", _perron_vector(shifted.T) / _perron_vector(shifted)
     yield "identity", torch.ones(n, dtype=weights.dtype)
-    inhibitory = _inhibitory_units(weights)
+    inhibitory = _units_of_sign(weights, -1.0)
     if len(excitatory) and len(inhibitory) and len(excitatory) + len(inhibitory) == n:
         ratio = (weights[excitatory][:, inhibitory].abs().sum() / weights[inhibitory][:, excitatory].sum()).item()
         for factor in (1.0, 0.5, 2.0):
             d = torch.ones(n, dtype=weights.dtype)
             d[inhibitory] = ratio * factor
             yield "E/I populations", d
-
-
-def _inhibitory_units(weights: torch.Tensor) -> torch.Tensor:
-    off = weights - torch.diag(weights.diagonal())
-    return ((off <= 0).all(0) & (off < 0).any(0)).nonzero().squeeze(1)
 
 
 def _symmetrised(a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
