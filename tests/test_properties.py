@@ -22,7 +22,10 @@ CYCLE = np.array([[0.0, -1.5, -0.75], [-0.75, 0.0, -1.5], [-1.5, -0.75, 0.0]])
 def networks(draw) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = draw(st.integers(2, 6))
     scale = draw(st.floats(0.2, 4.0))
-    weights = scale * draw(arrays(np.float64, (n, n), elements=st.floats(-1.0, 1.0)))
+    # Weights below 1e-9 are 0: LSODA, the independent reference, returns NaN on a network of 1e-300
+    # weights (its step control fails on states near 1e-303), a failure of the reference, not of rnn_ff.
+    weight = st.floats(-1.0, 1.0).map(lambda w: w if abs(w) > 1e-9 else 0.0)
+    weights = scale * draw(arrays(np.float64, (n, n), elements=weight))
     tau = draw(arrays(np.float64, n, elements=st.floats(0.3, 2.0)))
     # Inputs on a 1e-3 grid: a drive far below the residual tolerance (1e-12, say) makes any state
     # near 0 pass as a fixed point, where stability is decided by which side of 0 a unit is on.
