@@ -45,6 +45,7 @@ from rnn_ff.solver.regions import (
     pack_active_sets,
     padded_active_sets,
     placeholder_row,
+    row_bytes,
     settling_horizon,
     single_threaded_lapack,
     stays_in_region,
@@ -90,14 +91,25 @@ class PiecewiseLinearJudge:
         device, n = network.weights.device, network.n_units
         self.placeholder = placeholder_row(torch.full((key_words(n),), NO_REGION, device=device), n,
                                            network.weights.dtype)
-        self.table = self.placeholder  # row 0; then the regions that passed the eigen-analysis
+        self.table = self.placeholder  # row 0; then the regions that passed the eigen-analysis, then spare rows
+        self.n_rows = 1  # rows of the table in use
         self.unstable_keys = torch.zeros(0, key_words(n), dtype=torch.long, device=device)  # all map to row 0
         self.regions_analysed = 0
         self.table_bytes, self.work_elements = _budgets(device)
 
     def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
+        """In groups small enough that the regions of one group fit the table's memory (every sample
+        may be in a region of its own), so that memory is bounded whatever the chunk."""
+        n, width = states.shape[1], max(1, int((states > 0).sum(1).max()))  # host round trip
+        group = max(1, self.table_bytes // (2 * row_bytes(n, width)))
+        verdicts = [self._classify(states[i:i + group], drive[i:i + group], candidates[i:i + group], width)
+                    for i in range(0, len(states), group)]
+        return WindowVerdict(*(torch.cat(parts) for parts in zip(*(vars(v).values() for v in verdicts))))
+
+    def _classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor,
+                  width: int) -> WindowVerdict:
         active_units = states > 0
-        n, width = states.shape[1], max(1, int(active_units.sum(1).max()))  # host round trip
+        n = states.shape[1]
         block = max(1, self.work_elements // (n * max(width, GRID)))
         # Each sample's own region fixed point first: only regions where it lies inside the
         # region (a real fixed point of the network) are worth an eigen-analysis.
@@ -107,7 +119,14 @@ class PiecewiseLinearJudge:
         # x* must lie in the region it was solved for: a unit a hair above threshold whose
         # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
         consistent = candidates & torch.isfinite(fixed).all(-1) & ((fixed > 0) == active_units).all(-1)
-        rows = self._rows(states, consistent, width)
+        # A region is analysed once a sample is nearer to its x* than x* is to the region's walls, or
+        # within accept_distance of it (the integrator's jitter about x* may exceed a wall's distance):
+        # one farther away is still in transit (it may cross into another region first) and is judged
+        # again after the next window.
+        wall = torch.where(fixed != 0, fixed.abs(), math.inf).amin(-1)
+        distance = (fixed - states).abs().amax(-1)
+        near = distance <= torch.maximum(wall, self.options.accept_distance * (1.0 + fixed.abs().amax(-1)))
+        rows = self._rows(states, consistent & near, width)
         table = self.table
         block = max(1, self.work_elements // (n * max(table.width, GRID)))
         pieces = range(0, len(states), block)
@@ -134,8 +153,8 @@ class PiecewiseLinearJudge:
         Samples whose region holds no fixed point of theirs, or is known to be unstable, get
         row 0, the placeholder (their verdict needs no more: `consistent` or +inf max_real)."""
         keys = torch.where(consistent[:, None], pack_active_sets(states), NO_REGION)
-        n_table, n_unstable, device = len(self.table), len(self.unstable_keys), keys.device
-        all_keys = torch.cat([self.table.keys, self.unstable_keys, keys])
+        n_table, n_unstable, device = self.n_rows, len(self.unstable_keys), keys.device
+        all_keys = torch.cat([self.table.keys[:n_table], self.unstable_keys, keys])
         unique, inverse = torch.unique(all_keys, dim=0, return_inverse=True)  # host round trip
         n_known = n_table + n_unstable
         row = torch.zeros(len(unique), dtype=torch.long, device=device)  # unstable ones stay at 0
@@ -147,19 +166,38 @@ class PiecewiseLinearJudge:
             new_ids = torch.argsort((~is_new).to(torch.int8), stable=True)[:n_new]
             sample_of = torch.empty(len(unique), dtype=torch.long, device=device)
             sample_of[inverse[n_known:]] = torch.arange(len(keys), device=device)
-            table, studied, unstable = analyse_regions(self.network, states[sample_of[new_ids]] > 0, unique[new_ids],
-                                                       states.dtype, self.options.stability_margin, width)
-            stored = _bytes(self.table) + self.unstable_keys.numel() * 8
-            if stored + (0 if table is None else _bytes(table)) > self.table_bytes and n_known > 1:
-                self.table = self.placeholder  # full: start again from this window's regions
+            stored = _bytes(self.table) * self.n_rows // len(self.table) + self.unstable_keys.numel() * 8  # rows in use
+            if stored + 2 * n_new * row_bytes(states.shape[1], width) > self.table_bytes and n_known > 1:
+                self.table, self.n_rows = self.placeholder, 1  # full: start again from this window's regions
                 self.unstable_keys = self.unstable_keys[:0]
                 return self._rows(states, consistent, width)
+            table, studied, unstable = analyse_regions(self.network, states[sample_of[new_ids]] > 0, unique[new_ids],
+                                                       states.dtype, self.options.stability_margin, width)
             self.regions_analysed += n_new
             if table is not None:
-                self.table = RegionTable.concat(self.table, table)
+                self._append(table)
                 row[new_ids[studied]] = torch.arange(n_table, n_table + len(studied), device=device)
             self.unstable_keys = torch.cat([self.unstable_keys, unique[new_ids[unstable]]])
         return row[inverse[n_known:]]
+
+    def _append(self, new: RegionTable) -> None:
+        """Add rows to the table in place; when they do not fit, rebuild it a quarter wider than it needs,
+        with room for as many rows as the table's memory holds (allocated, not touched: the pages
+        are only used as rows are written). A concatenation per window would copy the whole table."""
+        table, start, end = self.table, self.n_rows, self.n_rows + len(new)
+        if end > len(table) or new.width > table.width or (new.resonant_coupling is not None
+                                                           and table.resonant_coupling is None):
+            n = self.network.n_units
+            width = min(n, max(table.width, -(-5 * new.width // 4)))
+            used = RegionTable.concat(table.select(torch.arange(start, device=new.keys.device)), new).padded(width)
+            self.table = used.with_capacity(max(2 * len(used), self.table_bytes // row_bytes(n, width)))
+        else:
+            new = new.padded(table.width)
+            new = new if table.resonant_coupling is None else new.with_resonant_coupling()
+            for name, value in vars(new).items():
+                if value is not None:
+                    getattr(table, name)[start:end] = value
+        self.n_rows = end
 
     def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
         """The converged samples' fixed points solved on their own region (on the CPU independent of
@@ -286,10 +324,10 @@ def make_judge(network: RecurrentNetwork, options: SolverOptions, time_unit: flo
 def _budgets(device: torch.device) -> tuple[int, int]:
     """(bytes for the region table, elements per block of per-sample region work) on this device:
     on a GPU a share of its free memory; on the CPU small blocks, which stay in cache."""
+    free = available_memory(device)
     if device.type == "cuda":
-        free = available_memory(device)
         return free // 8, max(2**22, min(2**28, free // 256))
-    return 2**29, 2**21
+    return max(2**24, min(2**29, free // 8)), 2**21
 
 
 def _bytes(table: RegionTable) -> int:
@@ -343,10 +381,37 @@ def max_real_eigenvalue(network: RecurrentNetwork, fixed_points: torch.Tensor) -
 
 
 def available_memory(device: torch.device) -> int:
-    """Free bytes on the device (the machine's available RAM for the CPU)."""
+    """Free bytes on the device. For the CPU, the least of the machine's free RAM, what the process's
+    address-space limit (ulimit -v, resource.RLIMIT_AS) leaves and what its cgroup's memory.max
+    leaves (a batch scheduler's job limit): whichever a job hits first."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return 2**32
+        free = 2**32
+    return max(0, min(free, _address_space_left(), _cgroup_memory_left()))
+
+
+def _address_space_left() -> int:
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return 2**62
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return 2**62
+    try:
+        with open("/proc/self/statm") as statm:
+            return limit - int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return limit
+
+
+def _cgroup_memory_left() -> int:
+    try:
+        with open("/sys/fs/cgroup/memory.max") as maximum, open("/sys/fs/cgroup/memory.current") as current:
+            limit = maximum.read().strip()
+            return 2**62 if limit == "max" else int(limit) - int(current.read())
+    except (OSError, ValueError):
+        return 2**62

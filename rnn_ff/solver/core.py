@@ -128,11 +128,14 @@ def solve(
     except (RuntimeError, MemoryError) as error:  # an allocation anywhere in the analysis, not only the integration
         if not out_of_memory(error):
             raise
+        free = available_memory(device) / 2**20
         raise SolverError(f"out of memory solving {network.n_units}-unit fixed points in chunks of {chunk_size} "
-                          f"samples on {device}; set a smaller solver.chunk_size") from error
+                          f"samples on {device} ({free:.0f} MiB left to this process); set a smaller "
+                          "solver.chunk_size") from error
     fields = {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
     result = FixedPointResult(**fields, seconds=time.perf_counter() - start)
-    result.stats = {"certificate": judge.proof.describe(), "global_proof": judge.proof.summary(),
+    result.stats = {"certificate": judge.proof.describe(network.piecewise_linear),
+                    "global_proof": judge.proof.summary(),
                     "distinct_active_sets": judge.regions_analysed, "nfe_total": int(result.nfe.sum()),
                     "chunk_size": chunk_size}
     return result

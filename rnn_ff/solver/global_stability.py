@@ -81,10 +81,11 @@ class GlobalProof:
     diagonal: torch.Tensor | None = field(default=None, repr=False)  # D (N,), max 1
     weights_norm: float = math.inf  # an upper bound on |W|_2
 
-    def describe(self) -> str:
+    def describe(self, piecewise_linear: bool = True) -> str:
+        """What certified the targets: the proof, or the per-region (ReLU) or per-sample (smooth) analysis."""
         if self.proved:
             return f"globally stable: Lyapunov diagonal ({self.method}), margin {self.margin:.3g}"
-        return f"per region: no global proof ({self.reason})"
+        return f"{'per region' if piecewise_linear else 'per sample'}: no global proof ({self.reason})"
 
     def summary(self) -> dict:
         return {"proved": self.proved, "method": self.method, "reason": self.reason, "margin": self.margin,

@@ -42,6 +42,7 @@ _BITS_PER_WORD = 62  # active-set bits packed per int64 key word (sign bit unuse
 NO_REGION = -1  # the key word of the placeholder row
 _SCREEN_ELEMENTS = 2**23  # elements of one batch of blocks in the stability screen
 _SOLVE_ELEMENTS = 2**23  # elements of one batch of (|S| x |S| and N x |S|) blocks in the exact solve
+_ANALYSIS_BYTES = 2**28  # work memory of one batch of the eigen-analysis
 
 
 @dataclass
@@ -63,6 +64,8 @@ class RegionTable:
     lyapunov: torch.Tensor  # (G, P, P) its matrix L (A^T L + L A negative definite)
     reach_active: torch.Tensor  # (G, P) max of |e_i| over the ellipsoid e^T L e <= 1, by padded slot (0 on padding)
     reach_inactive: torch.Tensor  # (G, N) max of |W_iS e| over that ellipsoid for inactive units i (0 on active ones)
+    vectors_magnitude: torch.Tensor  # (G, P, P) |V|, real: the deviation bound's, gathered every window
+    coupling_magnitude: torch.Tensor  # (G, N, P) |coupling|, real
     # (G, N, P) complex Q / tau_i where 1 + tau_i lambda_k = 0, else 0; None: no region has a resonance
     resonant_coupling: torch.Tensor | None = None
 
@@ -91,7 +94,8 @@ class RegionTable:
             self.certifiable, self.decay, torch.cat([self.eigenvalues, dummy], 1), vectors, inverse,
             torch.cat([self.coupling, zeros], 2), self.resonant_factor, self.has_lyapunov,
             _embed(self.lyapunov, width), torch.cat([self.reach_active, self.reach_active.new_zeros(g, extra)], 1),
-            self.reach_inactive, None if self.resonant_coupling is None else torch.cat([self.resonant_coupling, zeros], 2))
+            self.reach_inactive, _embed(self.vectors_magnitude, width),
+            torch.cat([self.coupling_magnitude, zeros.real], 2), None if self.resonant_coupling is None else torch.cat([self.resonant_coupling, zeros], 2))
 
     @staticmethod
     def concat(first: RegionTable, second: RegionTable) -> RegionTable:
@@ -101,6 +105,14 @@ class RegionTable:
             first, second = first.with_resonant_coupling(), second.with_resonant_coupling()
         return RegionTable(**{name: None if value is None else torch.cat([value, getattr(second, name)])
                               for name, value in vars(first).items()})
+
+    def with_capacity(self, rows: int) -> RegionTable:
+        """The same regions followed by uninitialised rows, up to `rows` in all (none read before written)."""
+        def grown(value: torch.Tensor) -> torch.Tensor:
+            out = value.new_empty((max(rows, len(value)), *value.shape[1:]))
+            out[:len(value)] = value
+            return out
+        return RegionTable(**{name: None if value is None else grown(value) for name, value in vars(self).items()})
 
     def with_resonant_coupling(self) -> RegionTable:
         """The same table with an explicit (zero where absent) resonant coupling."""
@@ -190,22 +202,45 @@ def certainly_unstable(blocks: torch.Tensor, stability_margin: float, squarings:
 
 def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
                     stability_margin: float, width: int) -> tuple[RegionTable | None, torch.Tensor, torch.Tensor]:
-    """Analyse regions given as boolean (G, N) masks (at most `width` active units each), all at
-    once. Returns the table of those that may be stable (on `keys`' device), their positions
-    among the G, and the positions of the others, which are certainly unstable.
+    """Analyse regions given as boolean (G, N) masks (at most `width` active units each). Returns
+    the table of those that may be stable (on `keys`' device), their positions among the G, and
+    the positions of the others, which are certainly unstable.
 
-    Regions shown unstable by `certainly_unstable` (on the device) need nothing more: they never
-    certify. The others get an eigen-analysis on the CPU in float64 (batched eig is slow on
-    GPUs), and only the finished table is sent to the device, in the solver's dtype."""
-    rows = max(1, _SCREEN_ELEMENTS // width**2)  # bounds the (rows, P, P) blocks and their powers
-    may_be_stable = ~torch.cat([certainly_unstable(region_blocks(network, part, width)[2], stability_margin)
-                                for part in masks.split(rows)])
-    n_studied = int(may_be_stable.sum())  # host round trip
-    order = torch.argsort((~may_be_stable).to(torch.int8), stable=True)
-    studied, unstable = order[:n_studied], order[n_studied:]
-    if not n_studied:
+    On a GPU, regions shown unstable by `certainly_unstable` need nothing more and never leave the
+    device; the others get an eigen-analysis on the CPU in float64 (batched eig is slow on GPUs),
+    and only the finished table is sent back, in the solver's dtype. On the CPU the eigen-analysis
+    itself is the cheapest test. Regions are analysed in batches sized by the memory each needs."""
+    if masks.is_cuda:
+        rows = max(1, _SCREEN_ELEMENTS // width**2)  # bounds the (rows, P, P) blocks and their powers
+        may_be_stable = ~torch.cat([certainly_unstable(region_blocks(network, part, width)[2], stability_margin)
+                                    for part in masks.split(rows)])
+        n_studied = int(may_be_stable.sum())  # host round trip
+        order = torch.argsort((~may_be_stable).to(torch.int8), stable=True)
+        studied, unstable = order[:n_studied], order[n_studied:]
+    else:
+        studied, unstable = torch.arange(len(masks)), torch.zeros(0, dtype=torch.long)
+    if not len(studied):
         return None, studied, unstable
-    return _eigen_analysis(network, masks[studied], keys[studied], dtype, stability_margin), studied, unstable
+    rows = max(1, _ANALYSIS_BYTES // analysis_bytes(network.n_units, width))
+    tables = [_eigen_analysis(network, masks[part], keys[part], dtype, stability_margin)
+              for part in studied.split(rows)]
+    table = tables[0]
+    for more in tables[1:]:
+        table = RegionTable.concat(table, more)
+    return table, studied, unstable
+
+
+def row_bytes(n: int, width: int) -> int:
+    """Bytes of one region's row in a RegionTable of width P (complex V, V^-1, Q and the resonant
+    coupling; real L, |V|, |Q| and the reaches)."""
+    return 16 * (2 * width**2 + 2 * n * width) + 8 * (2 * width**2 + n * width + 2 * n + 2 * width)
+
+
+def analysis_bytes(n: int, width: int) -> int:
+    """Peak bytes of analysing one region with `width` active units in an N-unit network: its
+    table row (V, V^-1 and Q complex, L real) and the eigen-analysis's work arrays, with room for the
+    Van Loan block exponential (2P x 2P) of a region whose eigenvectors are ill-conditioned."""
+    return 16 * (6 * width**2 + 3 * n * width) + 8 * 8 * (2 * width) ** 2
 
 
 def placeholder_row(key: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTable:
@@ -223,7 +258,8 @@ def placeholder_row(key: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTabl
                        torch.zeros(1, n, 1, dtype=complex_dtype, device=device),
                        torch.zeros(1, dtype=dtype, device=device), torch.zeros(1, dtype=torch.bool, device=device),
                        torch.ones(1, 1, 1, dtype=dtype, device=device), torch.zeros(1, 1, dtype=dtype, device=device),
-                       torch.zeros(1, n, dtype=dtype, device=device))
+                       torch.zeros(1, n, dtype=dtype, device=device), torch.ones(1, 1, 1, dtype=dtype, device=device),
+                       torch.zeros(1, n, 1, dtype=dtype, device=device))
 
 
 def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
@@ -236,22 +272,22 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     g, n = masks.shape
     width = max(1, int(masks.sum(1).max()) if g else 1)
     active, valid, block = region_blocks(network, masks, width)
-    # Eigenvalues of every region first (the cheap test that rules out unstable ones), then the
-    # eigenvectors of the stable ones only, which the certificate needs.
-    values = _eig(block, vectors=False)[0]
+    # One eigendecomposition per region; V^-1 where stable, which also gives cond_1(V).
+    values, vectors = _eig(block, vectors=True)
     max_real = torch.where(valid, values.real, -math.inf).amax(-1)
     max_real = torch.where(torch.isfinite(values.real).all(-1), max_real, math.nan)
-    vectors = torch.eye(width, dtype=torch.complex128).repeat(g, 1, 1)
     stable = max_real < -stability_margin
-    if stable.any():
-        values[stable], vectors[stable] = _eig(block[stable], vectors=True)
-    with single_threaded_lapack():
-        condition = torch.linalg.cond(vectors)
-    certifiable = (max_real < -stability_margin) & (condition < 1e8) & torch.isfinite(values).all(-1)
     inverse = torch.zeros_like(vectors)
-    if certifiable.any():
+    condition = torch.full((g,), math.inf, dtype=torch.float64)
+    if stable.any():
         with single_threaded_lapack():
-            inverse[certifiable] = torch.linalg.inv(vectors[certifiable])
+            stable_inverse, info = torch.linalg.inv_ex(vectors[stable])
+        good = (info == 0) & torch.isfinite(stable_inverse).flatten(1).all(1)
+        norm_1 = lambda m: m.abs().sum(-2).amax(-1)  # noqa: E731
+        condition[stable] = torch.where(good, norm_1(vectors[stable]) * norm_1(stable_inverse), math.inf)
+        inverse[stable] = torch.where(good[:, None, None], stable_inverse, 0)
+    certifiable = stable & (condition < 1e8) & torch.isfinite(values).all(-1)
+    inverse = torch.where(certifiable[:, None, None], inverse, 0)
     inactive = ~masks  # (G, N)
     # Q = W_RS V, in full N rows (active rows zeroed) and padded columns (padding columns of W zeroed).
     full = torch.where(inactive[:, :, None], _onto(weights, active, valid).to(torch.complex128) @ vectors, 0)
@@ -269,9 +305,13 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     has_lyapunov = torch.zeros(g, dtype=torch.bool)
     lyapunov = torch.eye(width, dtype=torch.float64).repeat(g, 1, 1)
     reach_active, reach_inactive = torch.zeros(g, width, dtype=torch.float64), torch.zeros(g, n, dtype=torch.float64)
-    if stable.any():
-        has_lyapunov[stable], lyapunov[stable], reach_active[stable], reach_inactive[stable] = lyapunov_ellipsoids(
-            block[stable], weights, active[stable], valid[stable], inactive[stable])
+    # A Lyapunov function only where the modal certificate cannot serve: a stable region whose V is
+    # ill-conditioned (defective, strongly non-normal) or singular. Elsewhere the modal bound certifies
+    # every trajectory that stays in the region once it is near enough to x*.
+    needs = stable & ~certifiable
+    if needs.any():
+        has_lyapunov[needs], lyapunov[needs], reach_active[needs], reach_inactive[needs] = lyapunov_ellipsoids(
+            block[needs], weights, active[needs], valid[needs], inactive[needs])
 
     def real(t: torch.Tensor) -> torch.Tensor:
         return t.to(device, dtype)
@@ -282,7 +322,7 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     return RegionTable(keys, active.to(device), valid.to(device), real(max_real),
                        certifiable.to(device), real(decay), cplx(values), cplx(vectors), cplx(inverse),
                        cplx(coupling), real(resonant_factor), has_lyapunov.to(device), real(lyapunov),
-                       real(reach_active), real(reach_inactive),
+                       real(reach_active), real(reach_inactive), real(vectors.abs()), real(coupling.abs()),
                        cplx(resonant_coupling) if has_resonance.any() else None)
 
 
@@ -305,6 +345,12 @@ def lyapunov_functions(blocks: torch.Tensor, max_doublings: int = 96) -> Lyapuno
     L = integral_0^T exp(A^T t) exp(A t) dt: the first step h by Van Loan's block exponential, then
     doubled (L <- L + M^T L M, M <- M^2 with M = exp(A t)) until |M| <= 1/2, where A^T L + L A =
     M^T M - I is negative definite. Rounding is not trusted: L counts only where that is checked."""
+    lyapunov = _van_loan_gramian(blocks, max_doublings)
+    return _verified(blocks, (lyapunov + lyapunov.mT) / 2)
+
+
+def _van_loan_gramian(blocks: torch.Tensor, max_doublings: int) -> torch.Tensor:
+    """integral_0^T exp(A^T t) exp(A t) dt (G, P, P), with T such that |exp(A T)| <= 1/2."""
     g, p = blocks.shape[:2]
     eye = torch.eye(p, dtype=blocks.dtype).expand(g, p, p)
     h = 1.0 / blocks.abs().sum(-1).amax(-1).clamp_min(1e-12)
@@ -317,7 +363,14 @@ def lyapunov_functions(blocks: torch.Tensor, max_doublings: int = 96) -> Lyapuno
         flow = flow @ flow
         if (torch.linalg.matrix_norm(flow) <= 0.5).all():
             break
-    lyapunov = (lyapunov + lyapunov.mT) / 2
+    return lyapunov
+
+
+def _verified(blocks: torch.Tensor, lyapunov: torch.Tensor) -> LyapunovFunctions:
+    """Check candidate Lyapunov matrices L (G, P, P), symmetric, for the flows e' = A e: L positive
+    definite and not too ill-conditioned, A^T L + L A negative definite beyond a bound on rounding."""
+    p = blocks.shape[1]
+    eye = torch.eye(p, dtype=blocks.dtype).expand_as(blocks)
     derivative = blocks.mT @ lyapunov + lyapunov @ blocks
     eps = torch.finfo(blocks.dtype).eps
     slack = 1e3 * p * eps * torch.linalg.matrix_norm(blocks) * torch.linalg.matrix_norm(lyapunov)
@@ -385,7 +438,10 @@ def _eig(blocks: torch.Tensor, vectors: bool) -> tuple[torch.Tensor, torch.Tenso
 def max_real_parts(network: RecurrentNetwork, masks: torch.Tensor) -> torch.Tensor:
     """Largest real eigenvalue part of each region's S block (G,), float64 on the CPU."""
     masks = masks.cpu()
-    return _eigen_analysis(network, masks, pack_active_sets(masks.double()), torch.float64, 0.0).max_real
+    _, valid, block = region_blocks(network, masks, max(1, int(masks.sum(1).max()) if len(masks) else 1))
+    values = _eig(block, vectors=False)[0]
+    max_real = torch.where(valid, values.real, -math.inf).amax(-1)
+    return torch.where(torch.isfinite(values.real).all(-1), max_real, math.nan)
 
 
 def padded_active_sets(masks: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -452,8 +508,8 @@ def deviation_bound(table: RegionTable, rows: torch.Tensor, states: torch.Tensor
     active_units = states > 0
     e0 = states - fixed
     size = modal_coordinates(table, rows, e0).abs().to(states.dtype)[:, :, None]
-    bound_s = (table.vectors[rows].abs() @ size)[:, :, 0]
-    bound_r = torch.where(active_units, 0.0, e0.abs()) + 2.0 * (table.coupling[rows].abs() @ size)[:, :, 0]
+    bound_s = (table.vectors_magnitude[rows] @ size)[:, :, 0]
+    bound_r = torch.where(active_units, 0.0, e0.abs()) + 2.0 * (table.coupling_magnitude[rows] @ size)[:, :, 0]
     if table.resonant_coupling is not None:
         bound_r = bound_r + table.resonant_factor[rows, None] * (table.resonant_coupling[rows].abs() @ size)[:, :, 0]
     return bound_s, torch.where(active_units, 0.0, bound_r)
@@ -485,7 +541,8 @@ def stays_in_region(network: RecurrentNetwork, table: RegionTable, rows: torch.T
     bound_s, bound_r = deviation_bound(table, rows, states, fixed)
     # Speed bounds: e_S' = V Lambda exp(Lambda t) c; tau_R e_R' = -e_R + W_RS e_S.
     c = modal_coordinates(table, rows, states - fixed)
-    speed_s = (table.vectors[rows].abs() @ (table.eigenvalues[rows].abs() * c.abs())[:, :, None])[:, :, 0]
+    speed_s = (table.vectors_magnitude[rows] @ (table.eigenvalues[rows].abs() * c.abs()).to(states.dtype)[:, :, None]
+               )[:, :, 0]
     placement = _placement(table, rows, states.shape[1], states.dtype)
     w_cols = _onto(network.weights.abs(), table.active[rows], table.valid[rows])
     speed_r = (bound_r + (w_cols @ bound_s[:, :, None])[:, :, 0]) / network.tau
