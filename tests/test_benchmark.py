@@ -62,3 +62,22 @@ def test_throughput_mode_skips_larger_batches_once_a_row_exceeds_its_budget(tmp_
     assert [row["batch"] for row in report["rows"]] == [16]  # smallest first
     assert [entry["batch"] for entry in report["skipped"]] == [64]
     assert "--row-budget" in report["skipped"][0]["reason"]
+
+
+def test_scaling_mode_measures_every_network_kind_against_euler_and_skips_rows_over_budget(tmp_path):
+    """scripts/benchmark_scaling.py: one subprocess per row; Euler reaches the same converged answers."""
+    out = tmp_path / "scaling.json"
+    run_script(["scripts/benchmark_scaling.py", "--units", "64", "96", "--batch", "8", "--kinds", "proven", "isn",
+                "multistable", "tanh", "--row-budget", "1e-6", "--json", str(out)], timeout=300)
+    report = json.loads(out.read_text())
+    measured = [row for row in report["rows"] if "ms_per_fp" in row]
+    assert [row["kind"] for row in measured] == ["proven", "isn", "multistable", "tanh"]
+    assert all(row["units"] == 64 for row in measured)
+    skipped = [row for row in report["rows"] if "skipped" in row]
+    assert [row["units"] for row in skipped] == [96] * 4 and "--row-budget" in skipped[0]["skipped"]
+    proven = measured[0]
+    assert proven["certificate"] == "globally stable" and proven["statuses"] == {"converged": 8}
+    assert measured[1]["certificate"] == "per region"
+    for row in measured:
+        assert row["peak_rss_mb"] > report["baseline_rss_mb"] > 0
+        assert row["euler"]["reached"] and row["euler"]["same"] == row["statuses"].get("converged", 0)
