@@ -5,6 +5,7 @@ network's answers are scipy LSODA's from rest, with a different time constant pe
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -17,7 +18,7 @@ from rnn_ff.random_networks import random_ei_network
 from rnn_ff.solver import SolverOptions, solve
 from rnn_ff.solver.active_sets import ExactSolver
 from rnn_ff.solver.global_stability import certified_margin, prove_global_stability
-from rnn_ff.solver.regions import exact_fixed_points
+from rnn_ff.solver.regions import diagonal_lyapunov_bound, exact_fixed_points, max_real_parts
 from rnn_ff.tasks import TASKS, build_task
 
 
@@ -181,3 +182,97 @@ def test_per_sample_exact_solves_equal_the_batched_ones_whatever_the_batch(activ
     each = solver(active, drive)
     torch.testing.assert_close(each, exact_fixed_points(network, active, drive), rtol=1e-10, atol=1e-10)
     assert torch.equal(solver(active[3:5], drive[3:5]), each[3:5])  # bit-identical: depends on the sample alone
+
+
+def random_masks(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    masks = torch.rand(count, n, generator=generator) < 0.6
+    masks[:, 0] = True  # never empty
+    return masks
+
+
+def test_a_region_proved_by_d_is_stable_and_its_submatrix_exactly_positive_definite():
+    """diagonal_lyapunov_bound on networks without a global proof: wherever it claims a region, the
+    region's S block is stable (eig) below the claimed bound, and D_S(I - W_SS) + (I - W_SS)^T D_S is
+    positive definite in rational arithmetic; regions it refuses include unstable ones."""
+    generator = torch.Generator().manual_seed(2)
+    claimed = refused = refused_unstable = 0
+    for trial in range(40):
+        n = 3 + trial % 6
+        weights = torch.randn(n, n, generator=generator, dtype=torch.float64) * (0.3 + 0.02 * trial)
+        weights.diagonal().clamp_(max=0.5)
+        tau = 0.2 + 2 * torch.rand(n, generator=generator, dtype=torch.float64)
+        network = RecurrentNetwork(weights, tau, torch.eye(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64))
+        proof = prove_global_stability(network)
+        d = proof.diagonal if proof.proved else proof.region_diagonal
+        if d is None:
+            continue
+        masks = random_masks(n, 12, generator)
+        bound = diagonal_lyapunov_bound(network, masks, d)
+        true_max = max_real_parts(network, masks)
+        for mask, claim, actual in zip(masks, bound.tolist(), true_max.tolist()):
+            if math.isnan(claim):
+                refused += 1
+                refused_unstable += actual >= 0
+                continue
+            claimed += 1
+            assert claim < 0 and actual <= claim, (trial, claim, actual)
+            index = mask.nonzero().squeeze(1)
+            assert exactly_positive_definite(weights[index][:, index], d[index], 1.0)
+    assert claimed >= 50 and refused >= 50 and refused_unstable >= 10  # every outcome exercised
+
+
+@pytest.mark.parametrize("gap", [1e-3, 1e-9, 1e-13, 0.0, -1e-13, -1e-9])
+def test_a_region_at_the_edge_of_diagonal_stability_is_claimed_only_where_exactly_true(gap):
+    # The pair of the edge test above as one region of a 3-unit network (unit 2 off); D = I.
+    weights = torch.tensor([[0.0, -(1.0 - gap), 0.0], [-1.0, 0.0, 0.0], [0.5, 0.5, 0.0]], dtype=torch.float64)
+    network = network_of(weights)
+    bound = diagonal_lyapunov_bound(network, torch.tensor([[True, True, False]]), torch.ones(3, dtype=torch.float64))
+    if gap <= 0:
+        assert math.isnan(bound.item())
+    else:
+        assert math.isnan(bound.item()) or exactly_positive_definite(weights[:2, :2], torch.ones(2), 1.0)
+    if gap >= 1e-3:
+        assert bound.item() < 0
+
+
+def test_a_multistable_network_s_regions_proved_by_d_answer_what_lsoda_finds_from_rest():
+    """A proven E/I network with a winner-take-all pair (units 0 and 1, mutual inhibition -2): no
+    global proof, but D (the search's best) proves the regions where one of the pair is active. Its
+    answers (a time constant per unit) are LSODA's from rest, and equal to the eigen-analysis path's."""
+    base = random_ei_network(40, excitatory_radius=0.5, seed=3)
+    weights = base.weights.clone()
+    weights[0, 1] = weights[1, 0] = -2.0
+    tau = 0.3 + 2 * torch.rand(40, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    network = RecurrentNetwork(weights, tau, base.input_matrix, base.bias)
+    inputs = torch.rand(8, 40, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    inputs[:, :2] += 1.0  # the pair is driven: one of the two wins
+    result = solve(network, inputs, SolverOptions())
+    assert result.stats["certificate"].startswith("per region: no global proof")
+    assert 0 < result.stats["regions_by_diagonal"] <= result.stats["distinct_active_sets"]
+    assert "regions proved stable by the search's best D" in result.stats["certificate"]
+    assert result.converged.all()
+    assert ((result.states[:, 0] > 0) != (result.states[:, 1] > 0)).all()  # one winner of the pair
+    for x, u in zip(result.states.numpy(), inputs.numpy()):
+        np.testing.assert_allclose(x, lsoda_from_rest(network, network.drive(torch.from_numpy(u)).numpy(), 200.0),
+                                   rtol=1e-7, atol=1e-9)
+    # global_proof=false: no D, every region by its eigenvectors; the same answers
+    by_eigen = solve(network, inputs, SolverOptions(global_proof=False))
+    assert by_eigen.stats["regions_by_diagonal"] == 0 and by_eigen.converged.all()
+    torch.testing.assert_close(result.states, by_eigen.states, rtol=1e-12, atol=1e-12)
+
+
+def test_a_sample_kept_outside_d_s_ellipsoid_by_the_integrator_s_jitter_is_certified_by_eigenvectors(monkeypatch):
+    """The transformation's input 4 (seed 0): its region is proved stable by D, but an inactive unit's
+    x* lies 1.2e-6 below threshold, closer than dopri5's jitter about x* (about 2e-5) lets D's ellipsoid
+    shrink; the region is re-analysed with eigenvectors and the modal certificate accepts it."""
+    from rnn_ff.solver.classification import PiecewiseLinearJudge
+
+    calls = []
+    reanalyse = PiecewiseLinearJudge._reanalyse_modally
+    monkeypatch.setattr(PiecewiseLinearJudge, "_reanalyse_modally",
+                        lambda self, *args: calls.append(len(args[0])) or reanalyse(self, *args))
+    task = build_task(TASKS["transformation"][0]())
+    inputs, _ = task.sample(16, torch.Generator().manual_seed(0))
+    result = solve(task.network, inputs[4:5], SolverOptions())
+    assert result.status == ["converged"] and calls
+    assert result.stats["regions_by_diagonal"] >= 1

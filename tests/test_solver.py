@@ -165,7 +165,7 @@ def test_region_solution_matches_integration_while_inside_the_region(task_name):
     reference = odeint(lambda t, x: network.velocity(x, drive), start, times, rtol=1e-10, atol=1e-12)
     assert ((reference > 0) == (start > 0)).all(), "a perturbed trajectory left its region"
     # One table for the four regions (padded to the widest): the padding must not change anything.
-    table, studied, unstable = analyse_regions(network, start > 0, pack_active_sets(start), torch.float64, 0.0,
+    table, studied, unstable, _ = analyse_regions(network, start > 0, pack_active_sets(start), torch.float64, 0.0,
                                                network.n_units)
     assert len(unstable) == 0, "every settled state's region is stable"
     rows = torch.argsort(studied)
@@ -302,7 +302,7 @@ def test_the_path_check_proves_the_state_never_leaves_its_region_between_grid_ti
     fixed = torch.ones(2, 2, dtype=torch.float64)
     drive = fixed @ (torch.eye(2, dtype=torch.float64) - weights).T
     states = fixed + torch.tensor([[0.5, 0.0], [1.5, 0.0]], dtype=torch.float64)
-    table, studied, _ = analyse_regions(network, states > 0, pack_active_sets(states), torch.float64, 1e-9, 2)
+    table, studied, _, _ = analyse_regions(network, states > 0, pack_active_sets(states), torch.float64, 1e-9, 2)
     rows = torch.argsort(studied)
     assert torch.equal(network.residual(fixed, drive), torch.zeros_like(fixed))
     horizon = settling_horizon(table, rows, states, fixed)

@@ -73,7 +73,7 @@ def counting_syncs(monkeypatch):
             return method(self, *args, **kwargs)
         return counted
 
-    real_analysis = regions._eigen_analysis
+    real_analysis = regions._host_analysis
 
     def analysis_counting_transfers(*args, **kwargs):
         """Regions go to the CPU and their table back to the device: two waits; the
@@ -86,7 +86,7 @@ def counting_syncs(monkeypatch):
             counter.paused = False
 
     monkeypatch.setattr(core, "integrate_window", integrate_without_counting)
-    monkeypatch.setattr(regions, "_eigen_analysis", analysis_counting_transfers)
+    monkeypatch.setattr(regions, "_host_analysis", analysis_counting_transfers)
     for name in ("tolist", "cpu", "numpy", "item"):
         monkeypatch.setattr(torch.Tensor, name, host_copy(getattr(torch.Tensor, name)))
     with counter:
@@ -171,7 +171,7 @@ def test_window_updates_keep_every_tensor_on_the_device():
     cpu_network = wta_network(WTAConfig(n_excitatory=4, self_excitation=0.5))
     cpu_states = torch.rand(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     # The region table is analysed on the CPU (as in the solver), then moved to the device.
-    cpu_table, studied, _ = analyse_regions(cpu_network, cpu_states > 0, pack_active_sets(cpu_states), torch.float64,
+    cpu_table, studied, _, _ = analyse_regions(cpu_network, cpu_states > 0, pack_active_sets(cpu_states), torch.float64,
                                             1e-9, 5)
     assert len(studied) == len(cpu_states)  # a soft WTA: every region is stable
     options = SolverOptions()

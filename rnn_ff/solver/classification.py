@@ -36,6 +36,7 @@ from rnn_ff.solver.smooth import certified_by_lyapunov_ball
 from rnn_ff.solver.regions import (
     GRID,
     NO_REGION,
+    RETIRED_REGION,
     RegionTable,
     analyse_regions,
     inside_invariant_ellipsoid,
@@ -95,6 +96,7 @@ class PiecewiseLinearJudge:
         self.n_rows = 1  # rows of the table in use
         self.unstable_keys = torch.zeros(0, key_words(n), dtype=torch.long, device=device)  # all map to row 0
         self.regions_analysed = 0
+        self.regions_by_diagonal = 0  # of them, proved stable by the global search's best D
         self.table_bytes, self.work_elements = _budgets(device)
 
     def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
@@ -139,7 +141,16 @@ class PiecewiseLinearJudge:
         # that can be certified and need it.
         certified = consistent & (inside | (horizon == 0))
         to_check = consistent & ~certified & (horizon <= self.time_limit)
-        chosen = torch.argsort((~to_check).to(torch.int8), stable=True)[:int(to_check.sum())]  # host round trip
+        # A region that D proved stable has only its diagonal ellipsoid; a sample that the integrator's
+        # jitter keeps outside it (a wall nearer to x* than that jitter) needs the modal certificate:
+        # its region is analysed again with eigenvectors, for the next window.
+        jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol
+        by_diagonal = ~table.certifiable[rows] & (table.lyapunov_diagonal[rows, 0] > 0)
+        to_reanalyse = consistent & ~certified & by_diagonal & (distance <= jitter)
+        n_check, n_reanalyse = torch.stack([to_check.sum(), to_reanalyse.sum()]).tolist()  # host round trip
+        if n_reanalyse:
+            self._reanalyse_modally(rows[to_reanalyse], active_units[to_reanalyse], width)
+        chosen = torch.argsort((~to_check).to(torch.int8), stable=True)[:n_check]
         for i in range(0, len(chosen), block):
             part = chosen[i:i + block]
             certified[part] = stays_in_region(self.network, table, rows[part], states[part], fixed[part],
@@ -166,37 +177,55 @@ class PiecewiseLinearJudge:
             new_ids = torch.argsort((~is_new).to(torch.int8), stable=True)[:n_new]
             sample_of = torch.empty(len(unique), dtype=torch.long, device=device)
             sample_of[inverse[n_known:]] = torch.arange(len(keys), device=device)
-            stored = _bytes(self.table) * self.n_rows // len(self.table) + self.unstable_keys.numel() * 8  # rows in use
+            # rows in use, counted as full ones (a compact table turns full when a row D cannot prove joins)
+            stored = self.n_rows * row_bytes(states.shape[1], self.table.width) + self.unstable_keys.numel() * 8
             if stored + 2 * n_new * row_bytes(states.shape[1], width) > self.table_bytes and n_known > 1:
                 self.table, self.n_rows = self.placeholder, 1  # full: start again from this window's regions
                 self.unstable_keys = self.unstable_keys[:0]
                 return self._rows(states, consistent, width)
-            table, studied, unstable = analyse_regions(self.network, states[sample_of[new_ids]] > 0, unique[new_ids],
-                                                       states.dtype, self.options.stability_margin, width)
+            table, studied, unstable, by_diagonal = analyse_regions(
+                self.network, states[sample_of[new_ids]] > 0, unique[new_ids], states.dtype,
+                self.options.stability_margin, width, self.proof.region_diagonal)
             self.regions_analysed += n_new
+            self.regions_by_diagonal += by_diagonal
             if table is not None:
                 self._append(table)
                 row[new_ids[studied]] = torch.arange(n_table, n_table + len(studied), device=device)
             self.unstable_keys = torch.cat([self.unstable_keys, unique[new_ids[unstable]]])
         return row[inverse[n_known:]]
 
+    def _reanalyse_modally(self, rows: torch.Tensor, masks: torch.Tensor, width: int) -> None:
+        """Replace these rows of regions proved by D with eigen-analysed ones (appended; the old rows'
+        keys are retired), so that the modal certificate serves them from the next window on."""
+        unique_rows, inverse = torch.unique(rows, return_inverse=True)
+        sample = torch.zeros_like(unique_rows).scatter_(0, inverse, torch.arange(len(rows), device=rows.device))
+        keys = self.table.keys[unique_rows].clone()
+        table, studied, unstable, _ = analyse_regions(self.network, masks[sample], keys, self.table.max_real.dtype,
+                                                      self.options.stability_margin, width)
+        self.table.keys[unique_rows] = RETIRED_REGION - unique_rows[:, None]  # unique: the lookup counts distinct keys
+        if table is not None:
+            self._append(table)
+        self.unstable_keys = torch.cat([self.unstable_keys, keys[unstable]])
+
     def _append(self, new: RegionTable) -> None:
         """Add rows to the table in place; when they do not fit, rebuild it a quarter wider than it needs,
         with room for as many rows as the table's memory holds (allocated, not touched: the pages
         are only used as rows are written). A concatenation per window would copy the whole table."""
         table, start, end = self.table, self.n_rows, self.n_rows + len(new)
-        if end > len(table) or new.width > table.width or (new.resonant_coupling is not None
-                                                           and table.resonant_coupling is None):
+        new = new if table.compact else new.full()
+        fits = end <= len(table) and new.width <= table.width and new.compact == table.compact and not (
+            new.resonant_coupling is not None and table.resonant_coupling is None)
+        if fits:
+            new = new.padded(table.width)
+            new = new if table.resonant_coupling is None else new.with_resonant_coupling()
+            for name, value in vars(new).items():
+                if isinstance(value, torch.Tensor):
+                    getattr(table, name)[start:end] = value
+        else:
             n = self.network.n_units
             width = min(n, max(table.width, -(-5 * new.width // 4)))
             used = RegionTable.concat(table.select(torch.arange(start, device=new.keys.device)), new).padded(width)
             self.table = used.with_capacity(max(2 * len(used), self.table_bytes // row_bytes(n, width)))
-        else:
-            new = new.padded(table.width)
-            new = new if table.resonant_coupling is None else new.with_resonant_coupling()
-            for name, value in vars(new).items():
-                if value is not None:
-                    getattr(table, name)[start:end] = value
         self.n_rows = end
 
     def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
@@ -218,7 +247,7 @@ class PiecewiseLinearJudge:
 class SmoothJudge:
     """Smooth activations: Newton polish near a fixed point, stability from the Jacobian's eigenvalues."""
 
-    regions_analysed = 0
+    regions_analysed = regions_by_diagonal = 0
 
     def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float,
                  proof: GlobalProof) -> None:
@@ -282,7 +311,7 @@ class GloballyStablePiecewiseLinearJudge:
     its region is tried once more on the active set it points to (a Newton step of the piecewise-linear
     equation), else the sample integrates on."""
 
-    regions_analysed = 0
+    regions_analysed = regions_by_diagonal = 0
 
     def __init__(self, network: RecurrentNetwork, options: SolverOptions, time_unit: float,
                  proof: GlobalProof) -> None:
@@ -328,10 +357,6 @@ def _budgets(device: torch.device) -> tuple[int, int]:
     if device.type == "cuda":
         return free // 8, max(2**22, min(2**28, free // 256))
     return max(2**24, min(2**29, free // 8)), 2**21
-
-
-def _bytes(table: RegionTable) -> int:
-    return sum(t.numel() * t.element_size() for t in vars(table).values() if t is not None)
 
 
 def polish(network: RecurrentNetwork, states: torch.Tensor, drive: torch.Tensor, newton_steps: int = 20) -> torch.Tensor:

@@ -134,9 +134,14 @@ def solve(
                           "solver.chunk_size") from error
     fields = {name: torch.cat([p[name] for p in parts]).cpu() for name in parts[0]}
     result = FixedPointResult(**fields, seconds=time.perf_counter() - start)
-    result.stats = {"certificate": judge.proof.describe(network.piecewise_linear),
+    certificate = judge.proof.describe(network.piecewise_linear)
+    if judge.regions_by_diagonal:
+        certificate += (f"; {judge.regions_by_diagonal} of {judge.regions_analysed} regions proved stable by the "
+                        "search's best D")
+    result.stats = {"certificate": certificate,
                     "global_proof": judge.proof.summary(),
-                    "distinct_active_sets": judge.regions_analysed, "nfe_total": int(result.nfe.sum()),
+                    "distinct_active_sets": judge.regions_analysed, "regions_by_diagonal": judge.regions_by_diagonal,
+                    "nfe_total": int(result.nfe.sum()),
                     "chunk_size": chunk_size}
     return result
 

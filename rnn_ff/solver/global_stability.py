@@ -80,6 +80,9 @@ class GlobalProof:
     slope_bound: float = 1.0  # s
     diagonal: torch.Tensor | None = field(default=None, repr=False)  # D (N,), max 1
     weights_norm: float = math.inf  # an upper bound on |W|_2
+    # Not proved: the best D found (max 1); where D A + A^T D restricted to a region's active set is
+    # positive definite, D still proves that region stable (regions.diagonal_lyapunov_bound).
+    region_diagonal: torch.Tensor | None = field(default=None, repr=False)
 
     def describe(self, piecewise_linear: bool = True) -> str:
         """What certified the targets: the proof, or the per-region (ReLU) or per-sample (smooth) analysis."""
@@ -98,8 +101,9 @@ class GlobalProof:
         return self.weights_norm * g + residual.norm(dim=-1)
 
 
-def no_proof(method: str, reason: str, slope_bound: float = 1.0) -> GlobalProof:
-    return GlobalProof(False, method, reason, slope_bound=slope_bound)
+def no_proof(method: str, reason: str, slope_bound: float = 1.0,
+             region_diagonal: torch.Tensor | None = None) -> GlobalProof:
+    return GlobalProof(False, method, reason, slope_bound=slope_bound, region_diagonal=region_diagonal)
 
 
 def prove_global_stability(network: RecurrentNetwork) -> GlobalProof:
@@ -124,22 +128,24 @@ def _prove(weights: torch.Tensor, slope: float) -> GlobalProof:
         return no_proof("unbounded slope", "the activation's slope is unbounded (a power law with n > 1)", slope)
     a = torch.eye(n, dtype=torch.float64) - slope * weights
     self_gain = slope * weights.diagonal()
+    excitatory = _units_of_sign(weights, 1.0)
+    candidates = _candidates(weights, slope, excitatory)
     if (self_gain >= 1).any():
         unit = int(self_gain.argmax())
-        return no_proof("diagonal", f"unit {unit} excites itself with gain {self_gain[unit].item():.3g} >= 1", slope)
-    excitatory = _units_of_sign(weights, 1.0)
+        return no_proof("diagonal", f"unit {unit} excites itself with gain {self_gain[unit].item():.3g} >= 1", slope,
+                        _normalised(next(candidates)[1]))
     if len(excitatory) > 1:
         low, _ = _perron_root_bounds(slope * weights[excitatory][:, excitatory])
         if low >= 1:
             return no_proof("excitatory subnetwork", f"its {len(excitatory)} excitatory units are unstable on their "
                              f"own: the spectral radius of s W_EE is at least {low:.4g}, not below 1 "
-                             "(an inhibition-stabilized or multistable network)", slope)
+                             "(an inhibition-stabilized or multistable network)", slope, _normalised(next(candidates)[1]))
     norm = math.sqrt(weights.abs().sum(0).max().item() * weights.abs().sum(1).max().item())  # >= |W|_2
     best, best_value = None, -math.inf
-    for method, d in _candidates(weights, slope, excitatory):
-        if not bool(torch.isfinite(d).all() and (d > 0).all()):
+    for method, d in candidates:
+        d = _normalised(d)
+        if d is None:
             continue
-        d = d / d.max()
         margin = certified_margin(a, d)
         if margin is not None:
             return GlobalProof(True, method, margin=margin, slope_bound=slope, diagonal=d, weights_norm=norm)
@@ -152,8 +158,14 @@ def _prove(weights: torch.Tensor, slope: float) -> GlobalProof:
         best_value = max(best_value, value)
         if margin is not None:
             return GlobalProof(True, "search", margin=margin, slope_bound=slope, diagonal=d, weights_norm=norm)
+        best = d
     return no_proof("search", f"no diagonal D found that makes D(I - sW) + (I - sW)^T D positive definite "
-                    f"({steps} search steps; its best smallest eigenvalue {best_value:.3g}, mean(D) = 1)", slope)
+                    f"({steps} search steps; its best smallest eigenvalue {best_value:.3g}, mean(D) = 1)", slope, best)
+
+
+def _normalised(d: torch.Tensor) -> torch.Tensor | None:
+    """D scaled to max 1, or None where it is not a positive diagonal."""
+    return d / d.max() if bool(torch.isfinite(d).all() and (d > 0).all()) else None
 
 
 def _units_of_sign(weights: torch.Tensor, sign: float) -> torch.Tensor:
@@ -246,25 +258,14 @@ def _ascent(a: torch.Tensor, start: torch.Tensor, steps: int) -> tuple[torch.Ten
 
 def certified_margin(a: torch.Tensor, d: torch.Tensor) -> float | None:
     """m > 0 such that lambda_min(D A + A^T D) >= 2m is proved in spite of rounding, or None.
-
-    S = fl(D A + A^T D) differs from the exact matrix by at most 5u (|D||A| + |A|^T|D|) entrywise
-    (A itself carries one rounding of I - sW; u the unit roundoff), so by at most E1, that matrix's
-    Frobenius norm, in the 2-norm. If the floating-point Cholesky factorisation of T = fl(S - cI) runs
-    to completion, T + dT is positive definite with |dT|_2 <= gamma_{N+1} (1 + gamma_{N+1}) tr(T)
-    (Demmel 1989; gamma_k = k u / (1 - k u)), and forming T costs u (|S_ii| + c) on its diagonal. So
-    with c = 2m + those three terms, S - 2m I is positive semidefinite and the exact matrix's smallest
-    eigenvalue is at least 2m. The margin m is taken from an inverse-iteration estimate of lambda_min."""
+    The margin m is taken from an inverse-iteration estimate of lambda_min, then proved (`cholesky_shift`)."""
     n = len(a)
-    u = torch.finfo(torch.float64).eps / 2
-    gamma = (n + 1) * u / (1 - (n + 1) * u)
     s = _symmetrised(a, d)
     magnitude = d[:, None] * a.abs()
-    rounding = 5 * u * (magnitude + magnitude.T).norm().item()
-    trace = s.diagonal().clamp_min(0).sum().item()
-    largest_diagonal = s.diagonal().abs().max().item()
+    rounding = symmetrisation_rounding((magnitude + magnitude.T).norm())
 
     def factor(target: float) -> torch.Tensor | None:
-        shift = target + 1.01 * (gamma * (1 + gamma) * trace + u * (largest_diagonal + target) + rounding)
+        shift = cholesky_shift(s, rounding, torch.tensor(target, dtype=s.dtype))
         chol, info = torch.linalg.cholesky_ex(s - shift * torch.eye(n, dtype=s.dtype))
         return chol if info.item() == 0 else None
 
@@ -280,3 +281,26 @@ def certified_margin(a: torch.Tensor, d: torch.Tensor) -> float | None:
         if estimate > 0 and factor(2 * fraction * estimate) is not None:
             return fraction * estimate
     return None
+
+
+def symmetrisation_rounding(magnitude_norm: torch.Tensor) -> torch.Tensor:
+    """A 2-norm bound on the rounding of S = fl(D A + A^T D), from the Frobenius norm of |D||A| + |A|^T|D|
+    (entrywise S is off by at most 5u times that matrix: A itself carries one rounding of I - sW)."""
+    return 5 * (torch.finfo(torch.float64).eps / 2) * magnitude_norm
+
+
+def cholesky_shift(s: torch.Tensor, rounding: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The shift c (one per matrix of the batch s (..., P, P)) such that a floating-point Cholesky
+    factorisation of fl(S - cI) that runs to completion proves lambda_min >= target for the exact
+    matrix that S (computed with error at most `rounding` in the 2-norm) stands for.
+
+    If the factorisation of T = fl(S - cI) completes, T + dT is positive definite with
+    |dT|_2 <= gamma_{P+1} (1 + gamma_{P+1}) tr(T) (Demmel 1989; gamma_k = k u / (1 - k u)), and forming T
+    costs u (|S_ii| + c) on its diagonal; so c = target + those three terms leaves S - target I positive
+    semidefinite and the exact matrix's smallest eigenvalue at least target."""
+    n = s.shape[-1]
+    u = torch.finfo(torch.float64).eps / 2
+    gamma = (n + 1) * u / (1 - (n + 1) * u)
+    diagonal = s.diagonal(dim1=-2, dim2=-1)
+    trace, largest_diagonal = diagonal.clamp_min(0).sum(-1), diagonal.abs().amax(-1)
+    return target + 1.01 * (gamma * (1 + gamma) * trace + u * (largest_diagonal + target) + rounding)

@@ -29,17 +29,19 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 import torch
 
 from rnn_ff.network import RecurrentNetwork
+from rnn_ff.solver.global_stability import cholesky_shift, symmetrisation_rounding
 
 GRID = 48  # time points of the certificate's sign check
 _DUMMY_EIGENVALUE = -1.0
 _BITS_PER_WORD = 62  # active-set bits packed per int64 key word (sign bit unused)
 NO_REGION = -1  # the key word of the placeholder row
+RETIRED_REGION = -2  # minus its row: the key words of a row replaced by another (found by no sample)
 _SCREEN_ELEMENTS = 2**23  # elements of one batch of blocks in the stability screen
 _SOLVE_ELEMENTS = 2**23  # elements of one batch of (|S| x |S| and N x |S|) blocks in the exact solve
 _ANALYSIS_BYTES = 2**28  # work memory of one batch of the eigen-analysis
@@ -47,13 +49,18 @@ _ANALYSIS_BYTES = 2**28  # work memory of one batch of the eigen-analysis
 
 @dataclass
 class RegionTable:
-    """Analysed linear regions, one row each, padded to a common width P (on the solver's device)."""
+    """Analysed linear regions, one row each, padded to a common width P (on the solver's device).
+
+    A compact table (every row proved by a diagonal Lyapunov function, `diagonal_lyapunov_bound`)
+    needs no eigenvectors and no dense L: its modal fields and `lyapunov` are placeholders of width 1
+    and its ellipsoids use `lyapunov_diagonal`. Mixed with full rows it is made full (`full`)."""
 
     keys: torch.Tensor  # (G, words) int64: the packed active set
     active: torch.Tensor  # (G, P) long: active units, then padding (index 0)
     valid: torch.Tensor  # (G, P) bool: False on padding
-    max_real: torch.Tensor  # (G,) largest real eigenvalue part of the S block (nan: eig failed; +inf: row 0)
-    certifiable: torch.Tensor  # (G,) bool: stable and V well conditioned
+    max_real: torch.Tensor  # (G,) an upper bound on the largest real eigenvalue part of the S block
+    # (the value itself where computed; nan: eig failed; +inf: row 0)
+    certifiable: torch.Tensor  # (G,) bool: stable and V well conditioned (the modal certificate)
     decay: torch.Tensor  # (G,) rate beta of the bound |e(t)| <= K exp(beta t)
     eigenvalues: torch.Tensor  # (G, P) complex
     vectors: torch.Tensor  # (G, P, P) complex V
@@ -62,12 +69,14 @@ class RegionTable:
     resonant_factor: torch.Tensor  # (G,) 2 / (e |max_real|) if the region has a resonance, else 0
     has_lyapunov: torch.Tensor  # (G,) bool: a quadratic Lyapunov function of the S block was found and verified
     lyapunov: torch.Tensor  # (G, P, P) its matrix L (A^T L + L A negative definite)
+    lyapunov_diagonal: torch.Tensor  # (G, P) L's diagonal where L is diagonal (compact tables), else 0
     reach_active: torch.Tensor  # (G, P) max of |e_i| over the ellipsoid e^T L e <= 1, by padded slot (0 on padding)
     reach_inactive: torch.Tensor  # (G, N) max of |W_iS e| over that ellipsoid for inactive units i (0 on active ones)
     vectors_magnitude: torch.Tensor  # (G, P, P) |V|, real: the deviation bound's, gathered every window
     coupling_magnitude: torch.Tensor  # (G, N, P) |coupling|, real
     # (G, N, P) complex Q / tau_i where 1 + tau_i lambda_k = 0, else 0; None: no region has a resonance
     resonant_coupling: torch.Tensor | None = None
+    compact: bool = False
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -76,35 +85,75 @@ class RegionTable:
     def width(self) -> int:
         return self.active.shape[1]
 
+    def _map(self, change) -> RegionTable:
+        """The table with `change` applied to every tensor field."""
+        return RegionTable(**{name: value if value is None or isinstance(value, bool) else change(value)
+                              for name, value in vars(self).items()})
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> RegionTable:
+        """On `device`, real fields in `dtype` and complex ones in its complex counterpart."""
+        complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+
+        def moved(value: torch.Tensor) -> torch.Tensor:
+            if value.is_complex():
+                return value.to(device, complex_dtype)
+            return value.to(device, dtype) if value.is_floating_point() else value.to(device)
+        return self._map(moved)
+
     def select(self, rows: torch.Tensor) -> RegionTable:
-        return RegionTable(**{name: None if value is None else value[rows] for name, value in vars(self).items()})
+        return self._map(lambda value: value[rows])
+
+    def full(self) -> RegionTable:
+        """A compact table's rows in full form: identity V, no modal certificate, dense diagonal L."""
+        if not self.compact:
+            return self
+        g, p, n = len(self), self.width, self.coupling.shape[1]
+        eye = torch.eye(p, dtype=self.lyapunov.dtype, device=self.keys.device).expand(g, p, p)
+        complex_dtype = self.eigenvalues.dtype
+        zeros = torch.zeros(g, n, p, dtype=self.coupling_magnitude.dtype, device=self.keys.device)
+        diagonal = torch.where(self.valid, self.lyapunov_diagonal, 1.0)
+        return RegionTable(**{**vars(self), "compact": False,
+                              "eigenvalues": torch.full((g, p), _DUMMY_EIGENVALUE, dtype=complex_dtype,
+                                                        device=self.keys.device),
+                              "vectors": eye.to(complex_dtype), "inverse_vectors": torch.zeros_like(eye, dtype=complex_dtype),
+                              "coupling": zeros.to(complex_dtype), "lyapunov": torch.diag_embed(diagonal),
+                              "vectors_magnitude": eye.clone(), "coupling_magnitude": zeros,
+                              "resonant_coupling": None})
 
     def padded(self, width: int) -> RegionTable:
         """The same regions, padded with dummy units to `width` >= P."""
         extra = width - self.width
         if extra <= 0:
             return self
-        g, n = len(self), self.coupling.shape[1]
-        vectors, inverse = _embed(self.vectors, width), _embed(self.inverse_vectors, width)
+        g = len(self)
+        slots = {"active": torch.cat([self.active, torch.zeros_like(self.active[:, :1]).expand(g, extra)], 1),
+                 "valid": torch.cat([self.valid, torch.zeros_like(self.valid[:, :1]).expand(g, extra)], 1),
+                 "reach_active": torch.cat([self.reach_active, self.reach_active.new_zeros(g, extra)], 1),
+                 "lyapunov_diagonal": torch.cat([self.lyapunov_diagonal, self.lyapunov_diagonal.new_zeros(g, extra)], 1)}
+        if self.compact:
+            return RegionTable(**{**vars(self), **slots})
+        n = self.coupling.shape[1]
         dummy = torch.full((g, extra), _DUMMY_EIGENVALUE, dtype=self.eigenvalues.dtype, device=self.keys.device)
         zeros = torch.zeros(g, n, extra, dtype=self.coupling.dtype, device=self.keys.device)
-        return RegionTable(
-            self.keys, torch.cat([self.active, torch.zeros_like(self.active[:, :1]).expand(g, extra)], 1),
-            torch.cat([self.valid, torch.zeros_like(self.valid[:, :1]).expand(g, extra)], 1), self.max_real,
-            self.certifiable, self.decay, torch.cat([self.eigenvalues, dummy], 1), vectors, inverse,
-            torch.cat([self.coupling, zeros], 2), self.resonant_factor, self.has_lyapunov,
-            _embed(self.lyapunov, width), torch.cat([self.reach_active, self.reach_active.new_zeros(g, extra)], 1),
-            self.reach_inactive, _embed(self.vectors_magnitude, width),
-            torch.cat([self.coupling_magnitude, zeros.real], 2), None if self.resonant_coupling is None else torch.cat([self.resonant_coupling, zeros], 2))
+        return RegionTable(**{**vars(self), **slots,
+                              "eigenvalues": torch.cat([self.eigenvalues, dummy], 1),
+                              "vectors": _embed(self.vectors, width), "inverse_vectors": _embed(self.inverse_vectors, width),
+                              "coupling": torch.cat([self.coupling, zeros], 2), "lyapunov": _embed(self.lyapunov, width),
+                              "vectors_magnitude": _embed(self.vectors_magnitude, width),
+                              "coupling_magnitude": torch.cat([self.coupling_magnitude, zeros.real], 2),
+                              "resonant_coupling": None if self.resonant_coupling is None
+                              else torch.cat([self.resonant_coupling, zeros], 2)})
 
     @staticmethod
     def concat(first: RegionTable, second: RegionTable) -> RegionTable:
         width = max(first.width, second.width)
+        if first.compact != second.compact:
+            first, second = first.full(), second.full()
         first, second = first.padded(width), second.padded(width)
         if (first.resonant_coupling is None) != (second.resonant_coupling is None):
             first, second = first.with_resonant_coupling(), second.with_resonant_coupling()
-        return RegionTable(**{name: None if value is None else torch.cat([value, getattr(second, name)])
-                              for name, value in vars(first).items()})
+        return RegionTable(**{name: value if value is None or isinstance(value, bool)
+                              else torch.cat([value, getattr(second, name)]) for name, value in vars(first).items()})
 
     def with_capacity(self, rows: int) -> RegionTable:
         """The same regions followed by uninitialised rows, up to `rows` in all (none read before written)."""
@@ -112,7 +161,7 @@ class RegionTable:
             out = value.new_empty((max(rows, len(value)), *value.shape[1:]))
             out[:len(value)] = value
             return out
-        return RegionTable(**{name: None if value is None else grown(value) for name, value in vars(self).items()})
+        return self._map(grown)
 
     def with_resonant_coupling(self) -> RegionTable:
         """The same table with an explicit (zero where absent) resonant coupling."""
@@ -200,16 +249,27 @@ def certainly_unstable(blocks: torch.Tensor, stability_margin: float, squarings:
     return unstable
 
 
+class RegionAnalysis(NamedTuple):
+    table: RegionTable | None  # the regions that may be stable
+    studied: torch.Tensor  # their positions among the regions analysed
+    unstable: torch.Tensor  # the positions of the others
+    by_diagonal: int  # how many of the table's regions D proved stable (`diagonal_lyapunov_bound`)
+
+
 def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
-                    stability_margin: float, width: int) -> tuple[RegionTable | None, torch.Tensor, torch.Tensor]:
-    """Analyse regions given as boolean (G, N) masks (at most `width` active units each). Returns
-    the table of those that may be stable (on `keys`' device), their positions among the G, and
-    the positions of the others, which are certainly unstable.
+                    stability_margin: float, width: int,
+                    diagonal: torch.Tensor | None = None) -> RegionAnalysis:
+    """Analyse regions given as boolean (G, N) masks (at most `width` active units each): the table
+    of those that may be stable (on `keys`' device), their positions among the G, the positions of
+    the others, which are certainly unstable, and how many D proved.
 
     On a GPU, regions shown unstable by `certainly_unstable` need nothing more and never leave the
-    device; the others get an eigen-analysis on the CPU in float64 (batched eig is slow on GPUs),
-    and only the finished table is sent back, in the solver's dtype. On the CPU the eigen-analysis
-    itself is the cheapest test. Regions are analysed in batches sized by the memory each needs."""
+    device; the others are analysed on the CPU in float64 (batched eig is slow on GPUs), and only
+    the finished table is sent back, in the solver's dtype. On the CPU the eigen-analysis itself is
+    the cheapest test. With a diagonal D (the global proof's best try, `GlobalProof.region_diagonal`),
+    a region that D proves stable (`diagonal_lyapunov_bound`, a Cholesky factorisation) gets its
+    diagonal Lyapunov function and needs no eigensolver. Regions are analysed in batches sized by
+    the memory each needs."""
     if masks.is_cuda:
         rows = max(1, _SCREEN_ELEMENTS // width**2)  # bounds the (rows, P, P) blocks and their powers
         may_be_stable = ~torch.cat([certainly_unstable(region_blocks(network, part, width)[2], stability_margin)
@@ -220,20 +280,117 @@ def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     else:
         studied, unstable = torch.arange(len(masks)), torch.zeros(0, dtype=torch.long)
     if not len(studied):
-        return None, studied, unstable
+        return RegionAnalysis(None, studied, unstable, 0)
     rows = max(1, _ANALYSIS_BYTES // analysis_bytes(network.n_units, width))
-    tables = [_eigen_analysis(network, masks[part], keys[part], dtype, stability_margin)
-              for part in studied.split(rows)]
+    tables, order, by_diagonal = [], [], 0
+    for part in studied.split(rows):
+        table, part_order, proved = _host_analysis(network, masks[part], keys[part], dtype, stability_margin, diagonal)
+        tables.append(table)
+        order.append(part[part_order.to(part.device)])
+        by_diagonal += proved
     table = tables[0]
     for more in tables[1:]:
         table = RegionTable.concat(table, more)
-    return table, studied, unstable
+    return RegionAnalysis(table, torch.cat(order), unstable, by_diagonal)
+
+
+def _host_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
+                   stability_margin: float, diagonal: torch.Tensor | None) -> tuple[RegionTable, torch.Tensor, int]:
+    """One batch of regions analysed on the CPU (the masks go there once, the table back once):
+    those that D proves stable get a compact row, the others an eigen-analysis. Returns the table,
+    for each of its rows the region's position in the batch, and how many D proved."""
+    masks = masks.cpu()
+    bound = torch.full((len(masks),), math.nan, dtype=torch.float64)
+    if diagonal is not None:
+        bound = diagonal_lyapunov_bound(network, masks, diagonal)
+    proved = bound < -stability_margin
+    by_diagonal, by_eigen = proved.nonzero().squeeze(1), (~proved).nonzero().squeeze(1)
+    tables = []
+    if len(by_diagonal):
+        tables.append(_diagonal_analysis(network, masks[by_diagonal], keys.cpu()[by_diagonal], torch.float64,
+                                         bound[by_diagonal], diagonal))
+    if len(by_eigen):
+        tables.append(_eigen_analysis(network, masks[by_eigen], keys.cpu()[by_eigen], torch.float64,
+                                      stability_margin))
+    table = tables[0] if len(tables) == 1 else RegionTable.concat(*tables)
+    return table.to(keys.device, dtype), torch.cat([by_diagonal, by_eigen]), len(by_diagonal)
+
+
+def diagonal_lyapunov_bound(network: RecurrentNetwork, masks: torch.Tensor, diagonal: torch.Tensor) -> torch.Tensor:
+    """Per region (G,), an upper bound on the largest real eigenvalue part of its S block, proved by D;
+    nan where D proves nothing.
+
+    On the region with active set S the flow is e_S' = A e_S, A = T_S^-1 (W_SS - I). With the diagonal
+    L = D_S T_S,  L A + A^T L = -(D_S (I - W_SS) + (I - W_SS)^T D_S), minus the principal S submatrix of
+    G = D(I - W) + (I - W)^T D. If a Cholesky factorisation with its rounding bounded (`cholesky_shift`)
+    proves lambda_min(G_SS) >= t > 0, every eigenpair A v = lambda v has 2 Re(lambda) v*Lv = v*(LA + A^T L)v
+    <= -t |v|^2, so Re(lambda) <= -t / (2 max_S d_i tau_i), and e^T L e decreases: the invariant
+    ellipsoids of `inside_invariant_ellipsoid`. A principal submatrix of a positive definite G is
+    positive definite, so D proves every region of a diagonally stable network; without a global proof
+    it still proves the regions that avoid what makes G indefinite (a mutually inhibiting pair that is
+    only ever active one at a time, a few excitatory units of an inhibition-stabilized network)."""
+    weights = network.weights.detach().cpu().double()
+    tau = network.tau.detach().cpu().double()
+    d = diagonal.cpu().double()
+    g, width = len(masks), max(1, int(masks.sum(1).max()) if len(masks) else 1)
+    a = torch.eye(len(d), dtype=torch.float64) - weights
+    magnitude = d[:, None] * a.abs()
+    active, valid = padded_active_sets(masks, width)
+    pair = valid[:, :, None] & valid[:, None, :]
+    eye = torch.eye(width, dtype=torch.float64).expand(g, width, width)
+    symmetric = torch.where(pair, (d[:, None] * a + (d[:, None] * a).T)[active[:, :, None], active[:, None, :]], eye)
+    magnitude_norm = torch.where(pair, (magnitude + magnitude.T)[active[:, :, None], active[:, None, :]], 0.0)
+    rounding = symmetrisation_rounding(magnitude_norm.flatten(1).norm(dim=1))
+    diagonal_s = torch.where(valid, symmetric.diagonal(dim1=-2, dim2=-1), 0.0)
+    target = 1e-6 * diagonal_s.sum(-1) / valid.sum(-1).clamp_min(1)
+    shift = cholesky_shift(symmetric, rounding, target)
+    with single_threaded_lapack():
+        _, info = torch.linalg.cholesky_ex(symmetric - shift[:, None, None] * eye)
+    largest = torch.where(valid, (d * tau)[active], 0.0).amax(-1)
+    proved = (info == 0) & (target > 0) & valid.any(-1)
+    return torch.where(proved, -target / (2 * largest), math.nan)
+
+
+def _diagonal_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
+                       bound: torch.Tensor, diagonal: torch.Tensor) -> RegionTable:
+    """A compact table of regions proved stable by D (`diagonal_lyapunov_bound`): their Lyapunov
+    function L = D_S T_S and its reaches; no eigenvectors (the modal certificate is off)."""
+    tau = network.tau.detach().cpu().double()
+    masks = masks.cpu()
+    active, valid = padded_active_sets(masks, max(1, int(masks.sum(1).max())))
+    scale = torch.where(valid, (diagonal.cpu().double() * tau)[active], 1.0)  # the diagonal of L
+    rows = _onto(network.weights.detach().cpu().double(), active, valid)  # (G, N, P): W_iS
+    reach_inactive = torch.where(~masks, (rows.square() / scale[:, None, :]).sum(-1).sqrt(), 0.0)
+    table = _compact_table(keys, active, valid, bound, torch.ones(len(keys), dtype=torch.bool),
+                           torch.where(valid, scale, 0.0), torch.where(valid, scale.rsqrt(), 0.0), reach_inactive, dtype)
+    return table
+
+
+def _compact_table(keys: torch.Tensor, active: torch.Tensor, valid: torch.Tensor, max_real: torch.Tensor,
+                   has_lyapunov: torch.Tensor, lyapunov_diagonal: torch.Tensor, reach_active: torch.Tensor,
+                   reach_inactive: torch.Tensor, dtype: torch.dtype) -> RegionTable:
+    """A compact RegionTable (on `keys`' device, in `dtype`) from its per-row fields, given on the CPU."""
+    device = keys.device
+    g, n = len(keys), reach_inactive.shape[1]
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    one = torch.ones(g, 1, 1, dtype=dtype, device=device)
+    zeros = torch.zeros(g, n, 1, dtype=dtype, device=device)
+    real = lambda t: t.to(device, dtype)  # noqa: E731
+    return RegionTable(keys=keys, active=active.to(device), valid=valid.to(device), max_real=real(max_real),
+                       certifiable=torch.zeros(g, dtype=torch.bool, device=device), decay=real(max_real),
+                       eigenvalues=torch.full((g, 1), _DUMMY_EIGENVALUE, dtype=complex_dtype, device=device),
+                       vectors=one.to(complex_dtype), inverse_vectors=(0 * one).to(complex_dtype),
+                       coupling=zeros.to(complex_dtype), resonant_factor=torch.zeros(g, dtype=dtype, device=device),
+                       has_lyapunov=has_lyapunov.to(device), lyapunov=one,
+                       lyapunov_diagonal=real(lyapunov_diagonal), reach_active=real(reach_active),
+                       reach_inactive=real(reach_inactive), vectors_magnitude=one, coupling_magnitude=zeros,
+                       compact=True)
 
 
 def row_bytes(n: int, width: int) -> int:
-    """Bytes of one region's row in a RegionTable of width P (complex V, V^-1, Q and the resonant
-    coupling; real L, |V|, |Q| and the reaches)."""
-    return 16 * (2 * width**2 + 2 * n * width) + 8 * (2 * width**2 + n * width + 2 * n + 2 * width)
+    """Bytes of one region's full row in a RegionTable of width P (complex V, V^-1, Q and the resonant
+    coupling; real L, |V|, |Q| and the reaches). A compact row is far smaller; budgets count full rows."""
+    return 16 * (2 * width**2 + 2 * n * width) + 8 * (2 * width**2 + n * width + 2 * n + 3 * width)
 
 
 def analysis_bytes(n: int, width: int) -> int:
@@ -246,20 +403,10 @@ def analysis_bytes(n: int, width: int) -> int:
 def placeholder_row(key: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTable:
     """A one-row table that certifies nothing and counts as unstable (max_real = +inf): the row
     of every sample whose region is unstable or holds no fixed point of that sample."""
-    device = key.device
-    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    zeros = torch.zeros(1, 1, 1, dtype=complex_dtype, device=device)
-    return RegionTable(key[None], torch.zeros(1, 1, dtype=torch.long, device=device),
-                       torch.zeros(1, 1, dtype=torch.bool, device=device),
-                       torch.full((1,), math.inf, dtype=dtype, device=device),
-                       torch.zeros(1, dtype=torch.bool, device=device),
-                       torch.full((1,), math.inf, dtype=dtype, device=device),
-                       torch.full((1, 1), _DUMMY_EIGENVALUE, dtype=complex_dtype, device=device), zeros + 1, zeros,
-                       torch.zeros(1, n, 1, dtype=complex_dtype, device=device),
-                       torch.zeros(1, dtype=dtype, device=device), torch.zeros(1, dtype=torch.bool, device=device),
-                       torch.ones(1, 1, 1, dtype=dtype, device=device), torch.zeros(1, 1, dtype=dtype, device=device),
-                       torch.zeros(1, n, dtype=dtype, device=device), torch.ones(1, 1, 1, dtype=dtype, device=device),
-                       torch.zeros(1, n, 1, dtype=dtype, device=device))
+    one = torch.ones(1, 1, dtype=torch.float64)
+    return _compact_table(key[None], torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.bool),
+                          torch.full((1,), math.inf, dtype=torch.float64), torch.zeros(1, dtype=torch.bool), 0 * one,
+                          0 * one, torch.zeros(1, n, dtype=torch.float64), dtype)
 
 
 def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
@@ -319,11 +466,14 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     def cplx(t: torch.Tensor) -> torch.Tensor:
         return t.to(device, complex_dtype)
 
-    return RegionTable(keys, active.to(device), valid.to(device), real(max_real),
-                       certifiable.to(device), real(decay), cplx(values), cplx(vectors), cplx(inverse),
-                       cplx(coupling), real(resonant_factor), has_lyapunov.to(device), real(lyapunov),
-                       real(reach_active), real(reach_inactive), real(vectors.abs()), real(coupling.abs()),
-                       cplx(resonant_coupling) if has_resonance.any() else None)
+    return RegionTable(keys=keys, active=active.to(device), valid=valid.to(device), max_real=real(max_real),
+                       certifiable=certifiable.to(device), decay=real(decay), eigenvalues=cplx(values),
+                       vectors=cplx(vectors), inverse_vectors=cplx(inverse), coupling=cplx(coupling),
+                       resonant_factor=real(resonant_factor), has_lyapunov=has_lyapunov.to(device),
+                       lyapunov=real(lyapunov), lyapunov_diagonal=real(torch.zeros(g, width, dtype=torch.float64)),
+                       reach_active=real(reach_active), reach_inactive=real(reach_inactive),
+                       vectors_magnitude=real(vectors.abs()), coupling_magnitude=real(coupling.abs()),
+                       resonant_coupling=cplx(resonant_coupling) if has_resonance.any() else None)
 
 
 @dataclass
@@ -494,7 +644,11 @@ def inside_invariant_ellipsoid(table: RegionTable, rows: torch.Tensor, states: t
     largest W_iS e_S on the ellipsoid)), so it is the network's trajectory, and it settles on x*."""
     slots, valid = table.active[rows], table.valid[rows]
     e_s = torch.where(valid, (states - fixed).gather(1, slots), 0.0)
-    radius = (e_s[:, None, :] @ table.lyapunov[rows] @ e_s[:, :, None])[:, 0, 0].clamp_min(0).sqrt() * (1 + 1e-6)
+    if table.compact:
+        quadratic = (table.lyapunov_diagonal[rows] * e_s.square()).sum(-1)
+    else:
+        quadratic = (e_s[:, None, :] @ table.lyapunov[rows] @ e_s[:, :, None])[:, 0, 0]
+    radius = quadratic.clamp_min(0).sqrt() * (1 + 1e-6)
     active_inside = torch.where(valid, radius[:, None] * table.reach_active[rows] < fixed.gather(1, slots), True)
     inactive_inside = torch.where(states > 0, True, radius[:, None] * table.reach_inactive[rows] <= -fixed)
     return table.has_lyapunov[rows] & active_inside.all(-1) & inactive_inside.all(-1)
@@ -520,7 +674,10 @@ def settling_horizon(table: RegionTable, rows: torch.Tensor, states: torch.Tenso
     """Per sample (B,), a time after which every unit is certainly on x*'s side of its threshold
     if the state has not left the region before: each unit's bound K_i exp(beta t) on |e_i|
     falls below x*_i's distance to that threshold (a unit with K_i = 0 never moves). inf where
-    no such time exists (not stable, V ill-conditioned, a moving unit whose x* is on its wall)."""
+    no such time exists (not stable, V ill-conditioned, a moving unit whose x* is on its wall, a
+    compact table)."""
+    if table.compact:
+        return torch.full((len(rows),), math.inf, dtype=states.dtype, device=states.device)
     bound_s, bound_r = deviation_bound(table, rows, states, fixed)
     slots = table.active[rows]
     margin_s = torch.where(table.valid[rows], fixed.gather(1, slots), math.inf)
