@@ -38,6 +38,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 would hide shared caches and checkpoints
     except OSError as error:
         raise StorageError(f"cannot write to {path.parent}: {error.strerror or error}") from error
     try:
@@ -52,6 +53,13 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
         if isinstance(error, OSError):
             raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, and set back at once)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(folder: Path) -> None:

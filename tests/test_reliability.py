@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from rnn_ff.checkpoint import load_checkpoint
 from rnn_ff.config import PROJECT_ROOT
 from rnn_ff.data import cache_path, dataset_key, load_or_generate
 from rnn_ff.model import FeedForwardApproximator
-from rnn_ff.storage import StorageError, atomic_save
+from rnn_ff.storage import StorageError, atomic_save, atomic_write_text
 from rnn_ff.tasks import build_task
 from rnn_ff.training import USER_ERRORS, TrainingError, train
 from tests.conftest import TINY, TINY_RUN, compose_config, run_script
@@ -451,3 +452,17 @@ def assert_last_good_checkpoint(path: Path, epoch: int) -> None:
     checkpoint = load_checkpoint(path)
     assert checkpoint["epoch"] == epoch
     assert all(torch.isfinite(value).all() for value in checkpoint["model"].values())
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomically_written_files_get_the_mode_the_umask_gives_any_new_file(tmp_path, umask, mode):
+    """Caches and checkpoints are shared: mkstemp's 0600 must not survive the rename."""
+    previous = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "metrics.json", "{}")
+        atomic_save({"x": torch.zeros(1)}, tmp_path / "best.pt")
+        (tmp_path / "plain.txt").write_text("a file made the ordinary way")
+    finally:
+        os.umask(previous)
+    for name in ("metrics.json", "best.pt", "plain.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
