@@ -7,8 +7,11 @@ that are well typed but meaningless (a negative size, an unknown device) fail in
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 import re
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -166,6 +169,28 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def unknown_keys(cfg: DictConfig) -> list[tuple[str, list[str]]]:
+    """(key, the keys its schema declares) for every key of `cfg` that no schema declares, in
+    order. Hydra's `+key=value` adds a key even to a structured config, where nothing reads it."""
+    task_schema = TASKS[cfg.task.name][0] if cfg.get("task") and cfg.task.get("name") in TASKS else None
+    found: list[tuple[str, list[str]]] = []
+
+    def walk(node: DictConfig, schema: type, prefix: str) -> None:
+        hints = typing.get_type_hints(schema)
+        known = [f.name for f in fields(schema)]
+        for key in node.keys():
+            name = f"{prefix}{key}"
+            if key not in known:
+                found.append((name, known))
+            elif dataclasses.is_dataclass(hints.get(key)) and isinstance(node[key], DictConfig):
+                walk(node[key], hints[key], f"{name}.")
+
+    walk(cfg, TrainConfig, "")
+    if task_schema is not None and isinstance(cfg.task, DictConfig):
+        walk(cfg.task, task_schema, "task.")
+    return [(key, known) for key, known in found if key != "hydra"]
+
+
 def validate(cfg) -> None:
     """Reject meaningless values before any work is done."""
 
@@ -176,6 +201,13 @@ def validate(cfg) -> None:
     def positive(value) -> bool:
         return math.isfinite(value) and value > 0
 
+    unknown = unknown_keys(cfg)
+    if unknown:
+        key, known = unknown[0]
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+        hint = f" (did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}?)" if close else ""
+        raise ConfigError(f"{key} is not a config key{hint}: no schema declares it (a '+' override adds keys that "
+                          "nothing reads); `python train.py --cfg job` lists them all")
     missing = sorted(key for key in OmegaConf.missing_keys(cfg) if not key.startswith("hydra."))
     if missing:
         raise ConfigError(f"{missing[0]} is required and has no default: add {missing[0]}=<value> to the command line"

@@ -16,6 +16,13 @@ CASES = [
                                   "the command line (the N x N weight matrix, a .npy or .pt file"),
     (["train.py", "task=custom", "task.weights={tmp}/W.npy"], "error: task.weights: file not found: {tmp}/W.npy"),
     (["train.py", "task=wta", "data.n_train=0"], "error: data.n_train=0 is invalid: must be >= 1"),
+    # Hydra's own hint for a misspelt key is '+': the added key would be silently ignored
+    (["train.py", "task=wta", "+trainer.max_epoch=5"], "error: trainer.max_epoch is not a config key (did you mean "
+                                                         "trainer.max_epochs?)"),
+    (["train.py", "task=wta", "+task.self_exitation=1.2"], "error: task.self_exitation is not a config key (did you "
+                                                            "mean task.self_excitation?)"),
+    (["scripts/generate_data.py", "task=ssn", "+data.n_trian=5"], "error: data.n_trian is not a config key (did you "
+                                                                   "mean data.n_train?)"),
     (["train.py", "task=wta", "resume={tmp}/notes.txt"], "error: checkpoint {tmp}/notes.txt cannot be read"),
     (["scripts/generate_data.py", "task=custom"], "error: task.weights is required and has no default"),
     (["scripts/summarize.py", "outputs/multiruns/wta/x"], "error: arguments are key=value, got 'outputs/multiruns/wta/x'; "
