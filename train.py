@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from rnn_ff.cli import exit_on_user_error
+from rnn_ff.cli import exit_on_interrupt, exit_on_user_error
 from rnn_ff.config import register_configs
 from rnn_ff.training import USER_ERRORS, train
 
@@ -24,6 +24,8 @@ def main(cfg: DictConfig) -> float:
         metrics = train(cfg)
     except USER_ERRORS as error:  # a mistake in the config or files: one clear line, no traceback
         exit_on_user_error(error, Path(cfg.paths.output_dir), log)
+    except KeyboardInterrupt:  # one line: what is kept and the command that resumes this run
+        exit_on_interrupt(Path(cfg.paths.output_dir), log)
     return metrics["val/rel_error"]  # the objective a sweeper minimises
 
 

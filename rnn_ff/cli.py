@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import shutil
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn
 
+import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -60,7 +63,34 @@ def exit_on_user_error(error: Exception, run_dir: Path, logger: logging.Logger) 
     """A Hydra app's answer to a user's mistake: one line `error: ...` on stderr, printed once, and
     exit status 1. The run folder keeps the line in its log, unless the run wrote nothing but
     Hydra's own files (.hydra/ and the log): then the folder goes, so no empty run is left behind."""
-    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (error,), None)
+    _end_run(f"error: {error}", run_dir, logger, status=1)
+
+
+def exit_on_interrupt(run_dir: Path, logger: logging.Logger, script: str = "train.py") -> NoReturn:
+    """Ctrl-C: one line saying what is kept and, where checkpoints/last.pt exists, the command that
+    resumes this very run (its overrides, resume=auto and its folder, so that its TensorBoard curve
+    goes on where it stopped); exit status 130, as for any program stopped by SIGINT."""
+    last = run_dir / "checkpoints" / "last.pt"
+    try:
+        epoch = torch.load(last, weights_only=True, map_location="cpu")["epoch"] if last.is_file() else None
+    except Exception:  # a checkpoint being written when the interrupt came: the previous one was replaced atomically
+        epoch = None
+    if epoch is None:
+        line = ("interrupted (Ctrl-C) before the first checkpoint: nothing to resume; the same command starts over "
+                "(a dataset is cached only once complete)")
+    else:
+        kept = [arg for arg in HydraConfig.get().overrides.task
+                if not arg.lstrip("+~").startswith(("resume=", "hydra.run.dir="))]
+        command = " ".join(["python", script, *map(shlex.quote, kept), "resume=auto",
+                            shlex.quote(f"hydra.run.dir={run_dir}")])
+        line = f"interrupted (Ctrl-C); {last} holds epoch {epoch}; resume with: {command}"
+    _end_run(line, run_dir, logger, status=130)
+
+
+def _end_run(line: str, run_dir: Path, logger: logging.Logger, status: int) -> NoReturn:
+    """Log `line` to the run's log file, print it once on stderr, drop a run folder that holds only
+    Hydra's own files, and exit with `status`."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (line,), None)
     for handler in logging.getLogger().handlers:  # the run's log file; the console gets the line below
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
@@ -68,8 +98,8 @@ def exit_on_user_error(error: Exception, run_dir: Path, logger: logging.Logger) 
         shutil.rmtree(run_dir, ignore_errors=True)
         if not any(run_dir.parent.iterdir()):  # outputs/runs/<task>/ made for this run alone
             run_dir.parent.rmdir()
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(1)
+    print(line, file=sys.stderr)
+    sys.exit(status)
 
 
 class SweepSummary(Callback):

@@ -98,8 +98,8 @@ def test_tensorboard_serves_every_run_with_scalars_and_hparams(sweep, tmp_path):
             assert {"val/rel_error", "test/rel_error", "train/loss", "lr"} <= set(tags[run])
             query = urlencode({"run": run, "tag": "val/rel_error"})
             val = get_json(f"{base}/data/plugin/scalars/scalars?{query}")  # [[wall_time, step, value], ...]
-            assert [step for _, step, _ in val[:-1]] == list(range(metrics["train/epochs"]))
-            assert val[-1][2] == pytest.approx(metrics["val/rel_error"], rel=1e-6)
+            assert [step for _, step, _ in val] == list(range(metrics["train/epochs"]))  # per epoch, no extra point
+            assert min(value for _, _, value in val) == pytest.approx(metrics["val/rel_error"], rel=1e-6)
             query = urlencode({"run": run, "tag": "test/rel_error"})
             (test,) = get_json(f"{base}/data/plugin/scalars/scalars?{query}")
             assert test[2] == pytest.approx(metrics["test/rel_error"], rel=1e-6)
@@ -107,7 +107,7 @@ def test_tensorboard_serves_every_run_with_scalars_and_hparams(sweep, tmp_path):
         experiment = wait_for(lambda: get_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""}),
                               "the hparams experiment", process, log)
         assert {"model.hidden", "seed", "trainer.lr", "task.name"} <= {h["name"] for h in experiment["hparamInfos"]}
-        assert {"val/rel_error", "test/rel_error"} <= {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert {"val/best_rel_error", "test/rel_error"} <= {m["name"]["tag"] for m in experiment["metricInfos"]}
 
         request = {"experimentName": "", "allowedStatuses": ALL_STATUSES, "colParams": [], "startIndex": 0,
                    "sliceSize": 100}
@@ -120,6 +120,6 @@ def test_tensorboard_serves_every_run_with_scalars_and_hparams(sweep, tmp_path):
             assert group["hparams"]["task.name"] == "wta"
             values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
             assert values["test/rel_error"] == pytest.approx(metrics["test/rel_error"], rel=1e-6)
-            assert values["val/rel_error"] == pytest.approx(metrics["val/rel_error"], rel=1e-6)
+            assert values["val/best_rel_error"] == pytest.approx(metrics["val/rel_error"], rel=1e-6)
         assert {group["hparams"]["model.hidden"] for group in groups} == set(WIDTHS)
     assert process.poll() is not None, "the tensorboard server is still running"

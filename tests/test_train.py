@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -81,11 +83,12 @@ def test_training_reduces_error_and_logs_everything(tiny_wta, caplog):
     assert "test/examples" in tags["images"]
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         events.summary_metadata["_hparams_/experiment"].plugin_data.content).experiment
-    assert {"test/rel_error", "val/rel_error", "speed/speedup"} <= {m.name.tag for m in experiment.metric_infos}
+    assert {"test/rel_error", "val/best_rel_error", "speed/speedup"} <= {m.name.tag for m in experiment.metric_infos}
     assert {"model.hidden", "trainer.lr", "task.n_excitatory"} <= {h.name for h in experiment.hparam_infos}
     assert "_hparams_/session_start_info" in events.summary_metadata
     val_error = [event.value for event in events.Scalars("val/rel_error")]
-    assert len(val_error) == 12 + 1  # one per epoch, then the best value beside the hparams
+    assert len(val_error) == 12  # one per epoch; the best is val/best_rel_error, beside the hparams
+    assert [event.value for event in events.Scalars("val/best_rel_error")] == [pytest.approx(min(val_error))]
     assert min(val_error[9:12]) < 0.9 * val_error[0]
     cache = torch.load(next(Path(tiny_wta.data.cache_dir).glob("wta-*.pt")), weights_only=True)
     where = split_slices(cache["key"]["sizes"])
@@ -301,3 +304,55 @@ def test_the_literature_tasks_train_with_their_metrics_and_figure(tmp_path, task
         assert metrics["data/converged"] == 160 and 0 < metrics["test/recurrent_isn_fraction"] < 1
     assert metrics["data/globally_stable"] == 0  # the SSN's power law and Wilson-Cowan's self-excitation
     assert "certified per sample: no global proof" in caplog.text  # smooth rates: a certificate per sample
+
+
+def test_ctrl_c_during_training_prints_one_line_with_the_command_that_resumes_this_run(tmp_path):
+    """SIGINT mid-training: exit status 130, one stderr line naming the epoch last.pt holds and the
+    resume command (this run's overrides, resume=auto, its own folder); that command finishes the run
+    in the same folder, and train.log says what happened."""
+    run = tmp_path / "run"
+    common = ["task=wta", *TINY["wta"], "data.n_train=512", "data.n_val=32", "data.n_test=32", "model.hidden=16",
+              "trainer.batch_size=4", "trainer.max_epochs=400", "trainer.patience=1000", "trainer.progress=false",
+              "solver.progress=false", "trainer.n_figure_examples=0", f"paths.log_dir={tmp_path / 'outputs'}"]
+    process = subprocess.Popen([sys.executable, "train.py", *common, f"hydra.run.dir={run}"], cwd=PROJECT_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = run / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.exists() and load_checkpoint(last)["epoch"] >= 2:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    lines = stderr.strip().splitlines()
+    assert process.returncode == 130 and len(lines) == 1, stderr
+    epoch = load_checkpoint(last)["epoch"]
+    assert lines[0].startswith(f"interrupted (Ctrl-C); {last} holds epoch {epoch}; resume with: python train.py ")
+    assert "resume=auto" in lines[0] and f"hydra.run.dir={run}" in lines[0] and "Traceback" not in stderr
+    assert lines[0] in (run / "train.log").read_text()
+    command = shlex.split(lines[0].split("resume with: ", 1)[1])
+    assert command[:2] == ["python", "train.py"]
+    command = [arg.replace("trainer.max_epochs=400", f"trainer.max_epochs={epoch + 2}") for arg in command[2:]]
+    run_script(["train.py", *command])
+    assert load_checkpoint(last)["epoch"] == epoch + 2
+    assert f"resumed from {last} after epoch {epoch}" in (run / "train.log").read_text()
+    assert json.loads((run / "metrics.json").read_text())["train/epochs"] == epoch + 2
+
+
+def test_ctrl_c_during_dataset_generation_is_one_line_and_leaves_no_empty_run_folder(tmp_path):
+    outputs = tmp_path / "outputs"
+    overrides = ["task=wta", *TINY_RUN, "data.n_train=40000", "trainer.max_epochs=1", f"paths.log_dir={outputs}"]
+    process = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not list(outputs.glob("cache/*.lock")):
+        time.sleep(0.02)
+    time.sleep(0.5)  # into the solve
+    assert process.poll() is None, "generation finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.strip().splitlines() == [
+        "interrupted (Ctrl-C) before the first checkpoint: nothing to resume; the same command starts over "
+        "(a dataset is cached only once complete)"], stderr
+    assert not list(outputs.glob("runs/*/*")), "an empty run folder was left behind"
+    assert not list(outputs.glob("cache/*.pt"))
