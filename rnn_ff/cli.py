@@ -113,3 +113,24 @@ class SweepSummary(Callback):
             "sweep finished: %s (%d job(s) with metrics.json)\n"
             "  summarize python scripts/summarize.py sweep=%s\n"
             "  look      tensorboard --logdir %s", sweep_dir, jobs, sweep_dir, sweep_dir)
+
+
+class WritableOutput(Callback):
+    """Hydra callback (configs/hydra/default.yaml): before Hydra makes the run (or sweep) folder,
+    make it here, so that a folder that cannot be made is one `error:` line and exit status 1
+    (Hydra's own answer is a chained traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        _make_folder(config.hydra.run.dir, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        _make_folder(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def _make_folder(folder: str, key: str) -> None:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"error: cannot create the run folder {folder} ({key}): {error.strerror or error}; set paths.log_dir "
+              "to a writable folder", file=sys.stderr)
+        sys.exit(1)

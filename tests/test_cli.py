@@ -16,6 +16,8 @@ CASES = [
                                   "the command line (the N x N weight matrix, a .npy or .pt file"),
     (["train.py", "task=custom", "task.weights={tmp}/W.npy"], "error: task.weights: file not found: {tmp}/W.npy"),
     (["train.py", "task=wta", "data.n_train=0"], "error: data.n_train=0 is invalid: must be >= 1"),
+    (["train.py", "task=ssn", "hydra.run.dir={tmp}/notes.txt/run"], "error: cannot create the run folder "
+                                                                    "{tmp}/notes.txt/run (hydra.run.dir): Not a directory"),
     # Hydra's own hint for a misspelt key is '+': the added key would be silently ignored
     (["train.py", "task=wta", "+trainer.max_epoch=5"], "error: trainer.max_epoch is not a config key (did you mean "
                                                          "trainer.max_epochs?)"),
