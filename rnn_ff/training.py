@@ -113,7 +113,8 @@ def train(cfg, task: Task | None = None) -> dict[str, float]:
     if resume_path is None:
         log_dataset(writer, data)
     epochs = range(state["epoch"], 0 if state["finished"] else cfg.trainer.max_epochs)
-    bar = tqdm(epochs, desc="training", unit="epoch", disable=not cfg.trainer.progress, leave=False)
+    # disable=None: tqdm draws on a terminal only (a redirected stderr gets no bars)
+    bar = tqdm(epochs, desc="training", unit="epoch", disable=None if cfg.trainer.progress else True, leave=False)
     for epoch in bar:
         model.train()
         order = torch.randperm(len(train_x), generator=shuffle).to(device)  # drawn on the CPU: same on any device

@@ -356,3 +356,12 @@ def test_ctrl_c_during_dataset_generation_is_one_line_and_leaves_no_empty_run_fo
         "(a dataset is cached only once complete)"], stderr
     assert not list(outputs.glob("runs/*/*")), "an empty run folder was left behind"
     assert not list(outputs.glob("cache/*.pt"))
+
+
+def test_progress_bars_are_drawn_on_a_terminal_only(tmp_path):
+    """A redirected stderr (a log file, a batch job) gets no bars, whatever trainer.progress says."""
+    overrides = [arg for arg in TINY_RUN if "progress" not in arg]
+    result = run_script(["train.py", "task=ssn", *overrides, "trainer.progress=true", "solver.progress=true",
+                         f"paths.log_dir={tmp_path / 'outputs'}"])
+    assert "training:" not in result.stderr and "fixed points:" not in result.stderr, result.stderr[:500]
+    assert "\r" not in result.stderr

@@ -121,7 +121,8 @@ def solve(
     start = time.perf_counter()
     totals = dict.fromkeys(STATUSES, 0)
     try:
-        with tqdm(total=len(inputs), unit="fp", desc="fixed points", disable=not progress, leave=False) as bar:
+        with tqdm(total=len(inputs), unit="fp", desc="fixed points", disable=None if progress else True,
+                  leave=False) as bar:  # disable=None: bars on a terminal only
             parts = [_solve_chunk(network, integrated_network, chunk, chunk_starts, options, judge, time_unit, bar,
                                   totals)
                      for chunk, chunk_starts in zip(drive.split(chunk_size), starts.split(chunk_size))]
