@@ -48,6 +48,13 @@ class RecurrentNetwork:
         if (self.tau <= 0).any():
             raise NetworkError(f"tau must be > 0 for every unit, got min {self.tau.min().item():g}")
 
+    def __repr__(self) -> str:
+        """A summary, not every tensor (a 1,000-unit network's weights would fill the screen)."""
+        params = f", {self.activation_params}" if self.activation_params else ""
+        return (f"RecurrentNetwork({self.n_units} units, {self.n_inputs} inputs, {self.activation}{params}, "
+                f"tau {self.tau.min().item():g}..{self.tau.max().item():g}, "
+                f"|W| max {self.weights.abs().max().item():.3g}, {self.weights.dtype}, {self.weights.device})")
+
     @property
     def n_units(self) -> int:
         return self.weights.shape[0]

@@ -7,8 +7,10 @@ import json
 import logging
 import math
 import time
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from omegaconf import OmegaConf, open_dict
@@ -43,9 +45,48 @@ USER_ERRORS = (ConfigError, TaskConfigError, NetworkError, StorageError, Trainin
 
 def train(cfg, task: Task | None = None) -> dict[str, float]:
     """Generate (or reuse) the dataset, fit the MLP, evaluate the best model; returns metrics.
+    Called from Python it logs as train.py does (train.log in the run folder, the summary on the
+    console where logging is not configured) and refuses a folder that holds a finished run.
 
     `task`: one built in Python (e.g. CustomTask.from_network around a RecurrentNetwork), used
-    instead of cfg.task, whose place its config takes (the dataset key holds its network's hash).
+    instead of cfg.task, whose place its config takes (the dataset key holds its network's hash)."""
+    run_dir = Path(cfg.paths.output_dir)
+    writable_directory(run_dir)  # before the dataset, which may take hours; so is the checkpoint to resume
+    if (run_dir / "metrics.json").is_file() and not cfg.get("resume"):
+        raise ConfigError(f"paths.output_dir={run_dir} holds a finished run (metrics.json): give another folder, "
+                          "or resume=auto to continue this one")
+    with run_log(run_dir / "train.log"):
+        return _train(cfg, task)
+
+
+@contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """While a run lasts: its INFO lines in `path` and, where logging is not configured at all, on the
+    console, as Hydra's job logging gives train.py (nothing added where a handler writes there already)."""
+    root, package = logging.getLogger(), logging.getLogger("rnn_ff")
+    added: list[logging.Handler] = []
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path.resolve() for h in root.handlers):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        added.append(logging.FileHandler(path))
+    if not root.handlers:
+        added.append(logging.StreamHandler())
+    level = package.level
+    for handler in added:
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        package.addHandler(handler)
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package.setLevel(level)
+        for handler in added:
+            package.removeHandler(handler)
+            handler.close()
+
+
+def _train(cfg, task: Task | None) -> dict[str, float]:
+    """train(), inside the run's logging.
 
     Device rule: the splits and the model go to the run's device once, here; every later step
     computes there, and only Python numbers come back (at epoch boundaries and at the end)."""
@@ -58,7 +99,6 @@ def train(cfg, task: Task | None = None) -> dict[str, float]:
     checkpoint_dir = run_dir / "checkpoints"
     device = resolve_device(cfg.device)
     task = task or build_task(cfg.task)
-    writable_directory(run_dir)  # before the dataset, which may take hours; so is the checkpoint to resume
     torch.manual_seed(cfg.seed)
     model = FeedForwardApproximator(task.network.n_inputs, task.network.n_units,
                                     **{**cfg.model, "output_activation": output_activation(cfg.model, task)}).to(device)

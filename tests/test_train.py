@@ -15,15 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from rnn_ff import load_approximator, load_network
 from rnn_ff.checkpoint import load_checkpoint
-from rnn_ff.config import PROJECT_ROOT
+from rnn_ff.config import PROJECT_ROOT, ConfigError
 from rnn_ff import data as data_module
 from rnn_ff.data import load_or_generate, split_slices
 from rnn_ff.evaluation import numbers, regression_metrics
+from rnn_ff.random_networks import random_ei_network
 from rnn_ff.storage import StorageError
 from rnn_ff.tasks import TASKS, build_task
 from rnn_ff.training import train
@@ -365,3 +367,34 @@ def test_progress_bars_are_drawn_on_a_terminal_only(tmp_path):
                          f"paths.log_dir={tmp_path / 'outputs'}"])
     assert "training:" not in result.stderr and "fixed points:" not in result.stderr, result.stderr[:500]
     assert "\r" not in result.stderr
+
+
+def test_train_from_python_logs_like_train_py_and_refuses_a_folder_with_a_finished_run(tmp_path, capsys):
+    """The Python API: train.log and the end-of-run summary as train.py gives them; a second call
+    into the same folder is refused (it would overwrite the checkpoints and add a second
+    TensorBoard curve), and resume=auto continues the run instead."""
+    root = logging.getLogger()
+    saved_handlers = root.handlers[:]
+    root.handlers.clear()  # Python without any logging configured, as a notebook user has it
+    try:
+        cfg = compose_config(tmp_path, ["task=wta", *TINY["wta"], *TINY_RUN])
+        train(cfg)
+        log_text = (tmp_path / "run" / "train.log").read_text()
+        assert "training done after 4 epochs" in log_text and "run finished in" in log_text
+        assert "run finished in" in capsys.readouterr().err
+        with pytest.raises(ConfigError, match="holds a finished run .metrics.json.: give another folder, or "
+                                              "resume=auto"):
+            train(cfg)
+        with open_dict(cfg):
+            cfg.resume = "auto"
+            cfg.trainer.max_epochs = 5
+        assert train(cfg)["train/epochs"] == 5
+    finally:
+        root.handlers[:] = saved_handlers
+    assert len(list((tmp_path / "run" / "tb").glob("events.out.tfevents.*"))) >= 1
+
+
+def test_a_network_prints_as_a_summary():
+    network = random_ei_network(300, excitatory_radius=0.5)
+    text = repr(network)
+    assert text.startswith("RecurrentNetwork(300 units, 300 inputs, relu, tau 0.5..1,") and len(text) < 200
