@@ -139,6 +139,15 @@ def test_checkpoint_round_trip(tiny_wta, hidden_layers):
     assert torch.equal(network.weights, task.network.weights)
 
 
+def wait_for_epoch(process: subprocess.Popen, last: Path, epoch: int, timeout: float = 120) -> None:
+    """Until the running training's checkpoints/last.pt holds at least `epoch` (or it ends, or time is up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if last.exists() and load_checkpoint(last)["epoch"] >= epoch:
+            return
+        time.sleep(0.02)
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     common = ["task=wta", *TINY["wta"], "data.n_train=512", "data.n_val=32", "data.n_test=32", "model.hidden=16",
               "trainer.batch_size=4", "trainer.max_epochs=30", "trainer.patience=100", "trainer.progress=false",
@@ -149,11 +158,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     process = subprocess.Popen([sys.executable, "train.py", *common, f"hydra.run.dir={killed}"], cwd=PROJECT_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if last.exists() and load_checkpoint(last)["epoch"] >= 3:
-            break
-        time.sleep(0.02)
+    wait_for_epoch(process, last, 3)
     process.kill()
     process.wait()
     interrupted_at = load_checkpoint(last)["epoch"]
@@ -319,11 +324,7 @@ def test_ctrl_c_during_training_prints_one_line_with_the_command_that_resumes_th
     process = subprocess.Popen([sys.executable, "train.py", *common, f"hydra.run.dir={run}"], cwd=PROJECT_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     last = run / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if last.exists() and load_checkpoint(last)["epoch"] >= 2:
-            break
-        time.sleep(0.02)
+    wait_for_epoch(process, last, 2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     lines = stderr.strip().splitlines()

@@ -305,13 +305,12 @@ def _host_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.T
         bound = diagonal_lyapunov_bound(network, masks, diagonal)
     proved = bound < -stability_margin
     by_diagonal, by_eigen = proved.nonzero().squeeze(1), (~proved).nonzero().squeeze(1)
-    tables = []
+    tables, cpu_keys = [], keys.cpu()
     if len(by_diagonal):
-        tables.append(_diagonal_analysis(network, masks[by_diagonal], keys.cpu()[by_diagonal], torch.float64,
-                                         bound[by_diagonal], diagonal))
+        tables.append(_diagonal_analysis(network, masks[by_diagonal], cpu_keys[by_diagonal], bound[by_diagonal],
+                                         diagonal))
     if len(by_eigen):
-        tables.append(_eigen_analysis(network, masks[by_eigen], keys.cpu()[by_eigen], torch.float64,
-                                      stability_margin))
+        tables.append(_eigen_analysis(network, masks[by_eigen], cpu_keys[by_eigen], stability_margin))
     table = tables[0] if len(tables) == 1 else RegionTable.concat(*tables)
     return table.to(keys.device, dtype), torch.cat([by_diagonal, by_eigen]), len(by_diagonal)
 
@@ -351,40 +350,34 @@ def diagonal_lyapunov_bound(network: RecurrentNetwork, masks: torch.Tensor, diag
     return torch.where(proved, -target / (2 * largest), math.nan)
 
 
-def _diagonal_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
-                       bound: torch.Tensor, diagonal: torch.Tensor) -> RegionTable:
-    """A compact table of regions proved stable by D (`diagonal_lyapunov_bound`): their Lyapunov
-    function L = D_S T_S and its reaches; no eigenvectors (the modal certificate is off)."""
+def _diagonal_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, bound: torch.Tensor,
+                       diagonal: torch.Tensor) -> RegionTable:
+    """A compact table (CPU, float64) of regions proved stable by D (`diagonal_lyapunov_bound`): their
+    Lyapunov function L = D_S T_S and its reaches; no eigenvectors (the modal certificate is off)."""
     tau = network.tau.detach().cpu().double()
-    masks = masks.cpu()
     active, valid = padded_active_sets(masks, max(1, int(masks.sum(1).max())))
     scale = torch.where(valid, (diagonal.cpu().double() * tau)[active], 1.0)  # the diagonal of L
     rows = _onto(network.weights.detach().cpu().double(), active, valid)  # (G, N, P): W_iS
     reach_inactive = torch.where(~masks, (rows.square() / scale[:, None, :]).sum(-1).sqrt(), 0.0)
-    table = _compact_table(keys, active, valid, bound, torch.ones(len(keys), dtype=torch.bool),
-                           torch.where(valid, scale, 0.0), torch.where(valid, scale.rsqrt(), 0.0), reach_inactive, dtype)
-    return table
+    return _compact_table(keys, active, valid, bound, torch.ones(len(keys), dtype=torch.bool),
+                          torch.where(valid, scale, 0.0), torch.where(valid, scale.rsqrt(), 0.0), reach_inactive)
 
 
 def _compact_table(keys: torch.Tensor, active: torch.Tensor, valid: torch.Tensor, max_real: torch.Tensor,
                    has_lyapunov: torch.Tensor, lyapunov_diagonal: torch.Tensor, reach_active: torch.Tensor,
-                   reach_inactive: torch.Tensor, dtype: torch.dtype) -> RegionTable:
-    """A compact RegionTable (on `keys`' device, in `dtype`) from its per-row fields, given on the CPU."""
-    device = keys.device
+                   reach_inactive: torch.Tensor) -> RegionTable:
+    """A compact RegionTable from its per-row fields (CPU, float64), width-1 placeholders for the rest."""
     g, n = len(keys), reach_inactive.shape[1]
-    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    one = torch.ones(g, 1, 1, dtype=dtype, device=device)
-    zeros = torch.zeros(g, n, 1, dtype=dtype, device=device)
-    real = lambda t: t.to(device, dtype)  # noqa: E731
-    return RegionTable(keys=keys, active=active.to(device), valid=valid.to(device), max_real=real(max_real),
-                       certifiable=torch.zeros(g, dtype=torch.bool, device=device), decay=real(max_real),
-                       eigenvalues=torch.full((g, 1), _DUMMY_EIGENVALUE, dtype=complex_dtype, device=device),
-                       vectors=one.to(complex_dtype), inverse_vectors=(0 * one).to(complex_dtype),
-                       coupling=zeros.to(complex_dtype), resonant_factor=torch.zeros(g, dtype=dtype, device=device),
-                       has_lyapunov=has_lyapunov.to(device), lyapunov=one,
-                       lyapunov_diagonal=real(lyapunov_diagonal), reach_active=real(reach_active),
-                       reach_inactive=real(reach_inactive), vectors_magnitude=one, coupling_magnitude=zeros,
-                       compact=True)
+    one = torch.ones(g, 1, 1, dtype=torch.float64)
+    zeros = torch.zeros(g, n, 1, dtype=torch.float64)
+    return RegionTable(keys=keys, active=active, valid=valid, max_real=max_real,
+                       certifiable=torch.zeros(g, dtype=torch.bool), decay=max_real,
+                       eigenvalues=torch.full((g, 1), _DUMMY_EIGENVALUE, dtype=torch.complex128),
+                       vectors=one.to(torch.complex128), inverse_vectors=(0 * one).to(torch.complex128),
+                       coupling=zeros.to(torch.complex128), resonant_factor=torch.zeros(g, dtype=torch.float64),
+                       has_lyapunov=has_lyapunov, lyapunov=one, lyapunov_diagonal=lyapunov_diagonal,
+                       reach_active=reach_active, reach_inactive=reach_inactive, vectors_magnitude=one,
+                       coupling_magnitude=zeros, compact=True)
 
 
 def row_bytes(n: int, width: int) -> int:
@@ -403,16 +396,15 @@ def analysis_bytes(n: int, width: int) -> int:
 def placeholder_row(key: torch.Tensor, n: int, dtype: torch.dtype) -> RegionTable:
     """A one-row table that certifies nothing and counts as unstable (max_real = +inf): the row
     of every sample whose region is unstable or holds no fixed point of that sample."""
-    one = torch.ones(1, 1, dtype=torch.float64)
-    return _compact_table(key[None], torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.bool),
-                          torch.full((1,), math.inf, dtype=torch.float64), torch.zeros(1, dtype=torch.bool), 0 * one,
-                          0 * one, torch.zeros(1, n, dtype=torch.float64), dtype)
+    zero = torch.zeros(1, 1, dtype=torch.float64)
+    return _compact_table(key[None].cpu(), torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, dtype=torch.bool),
+                          torch.full((1,), math.inf, dtype=torch.float64), torch.zeros(1, dtype=torch.bool), zero,
+                          zero, torch.zeros(1, n, dtype=torch.float64)).to(key.device, dtype)
 
 
-def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
+def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor,
                     stability_margin: float) -> RegionTable:
-    """Eigenvalues (all regions) and eigenvectors, coupling and decay (stable regions) on the CPU."""
-    device = keys.device
+    """Eigenvalues (all regions) and eigenvectors, coupling and decay (stable regions): a table on the CPU, float64."""
     weights = network.weights.detach().cpu().double()
     tau = network.tau.detach().cpu().double()
     masks = masks.cpu()
@@ -448,7 +440,6 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     resonant_factor = torch.where(has_resonance, 2.0 / (math.e * -max_real), 0.0)
     off_decay = torch.where(inactive, -1.0 / tau, -math.inf).amax(-1)
     decay = torch.maximum(torch.where(has_resonance, max_real / 2, max_real), off_decay)
-    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
     has_lyapunov = torch.zeros(g, dtype=torch.bool)
     lyapunov = torch.eye(width, dtype=torch.float64).repeat(g, 1, 1)
     reach_active, reach_inactive = torch.zeros(g, width, dtype=torch.float64), torch.zeros(g, n, dtype=torch.float64)
@@ -460,20 +451,12 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
         has_lyapunov[needs], lyapunov[needs], reach_active[needs], reach_inactive[needs] = lyapunov_ellipsoids(
             block[needs], weights, active[needs], valid[needs], inactive[needs])
 
-    def real(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device, dtype)
-
-    def cplx(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device, complex_dtype)
-
-    return RegionTable(keys=keys, active=active.to(device), valid=valid.to(device), max_real=real(max_real),
-                       certifiable=certifiable.to(device), decay=real(decay), eigenvalues=cplx(values),
-                       vectors=cplx(vectors), inverse_vectors=cplx(inverse), coupling=cplx(coupling),
-                       resonant_factor=real(resonant_factor), has_lyapunov=has_lyapunov.to(device),
-                       lyapunov=real(lyapunov), lyapunov_diagonal=real(torch.zeros(g, width, dtype=torch.float64)),
-                       reach_active=real(reach_active), reach_inactive=real(reach_inactive),
-                       vectors_magnitude=real(vectors.abs()), coupling_magnitude=real(coupling.abs()),
-                       resonant_coupling=cplx(resonant_coupling) if has_resonance.any() else None)
+    return RegionTable(keys=keys, active=active, valid=valid, max_real=max_real, certifiable=certifiable,
+                       decay=decay, eigenvalues=values, vectors=vectors, inverse_vectors=inverse, coupling=coupling,
+                       resonant_factor=resonant_factor, has_lyapunov=has_lyapunov, lyapunov=lyapunov,
+                       lyapunov_diagonal=torch.zeros(g, width, dtype=torch.float64), reach_active=reach_active,
+                       reach_inactive=reach_inactive, vectors_magnitude=vectors.abs(), coupling_magnitude=coupling.abs(),
+                       resonant_coupling=resonant_coupling if has_resonance.any() else None)
 
 
 @dataclass
