@@ -75,7 +75,8 @@ def task_from(checkpoint: dict) -> Task:
     """The task a checkpoint was trained on, with the network stored in it: its inputs and metrics,
     with no config or weight files needed (the one place every script rebuilds it)."""
     config = OmegaConf.merge(OmegaConf.structured(TASKS[checkpoint["task"]][0]), checkpoint["config"]["task"])
-    return build_task(config, network=RecurrentNetwork.from_state_dict(checkpoint["network"]))
+    return build_task(config, network=RecurrentNetwork.from_state_dict(checkpoint["network"]),
+                      file_contents=checkpoint.get("task_files", {}))
 
 
 def load_approximator(path: str | Path, device: str | torch.device = "cpu") -> FeedForwardApproximator:

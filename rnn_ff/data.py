@@ -47,9 +47,6 @@ SPLITS = ("train", "val", "test")
 # Where each split sits in the one seeded draw of inputs: validation and test first, so that they
 # stay the same inputs when n_train changes ("more data" is compared on the same test set).
 LAYOUT = ("val", "test", "train")
-# Inputs are drawn in blocks of this many, so that the draw of n inputs is the start of the draw
-# of any larger n for every task's sampler (one that draws several tensors of length n is not).
-DRAW_BLOCK = 1024
 # Solver options that change how fast, not what, the targets are (tests/test_solver.py shows
 # that the chunk size does not change statuses or answers).
 _NOT_IN_KEY = {"chunk_size", "progress"}
@@ -141,7 +138,7 @@ def _load_or_generate(cfg, task: Task, device: torch.device) -> FixedPointDatase
         remove_stale_temporaries(path)  # left by a job killed while saving
         stored = _merge_complete_shards(path, key, task)
         if stored is None:
-            stored = _start_of_larger(cfg, key)
+            stored = _start_of_larger(cfg, key, task)
         if stored is None:
             stored = generate(cfg, task, key, device)
         _write(stored, path)
@@ -158,10 +155,11 @@ def _write(stored: dict, path: Path) -> None:
     atomic_write_text(path.with_suffix(".key.json"), json.dumps(stored["key"], sort_keys=True))
 
 
-def _start_of_larger(cfg, key: dict) -> dict | None:
+def _start_of_larger(cfg, key: dict, task: Task) -> dict | None:
     """This dataset cut from a cached one of the same config with more inputs, or None.
 
-    Both draw their inputs as the start of one seeded sequence (DRAW_BLOCK) and a sample's status
+    Both draw their inputs as the start of one seeded sequence (Task.draw; the cut is used only
+    where its inputs are this draw's, which an input set split ahead is not) and a sample's status
     and fixed point do not depend on the other samples of its solve, so the first n samples of the
     larger dataset are what solving this one would give (the same statuses and fixed points; rates
     equal to the bit for ReLU networks, to rounding for smooth ones, whose Newton polish runs
@@ -181,6 +179,8 @@ def _start_of_larger(cfg, key: dict) -> dict | None:
         if stored.get("key") != other:
             continue
         part = {name: (value[:total] if isinstance(value, torch.Tensor) else value) for name, value in stored.items()}
+        if not torch.equal(part["inputs"], draw_inputs(task, key["sizes"], key["seed"])[0]):
+            continue
         part["labels"] = {name: value[:total] for name, value in stored["labels"].items()}
         part["key"] = key
         share = total / sum(other["sizes"].values())
@@ -220,20 +220,16 @@ def _recheck(stored: dict, key: dict, task: Task, path: Path) -> None:
                            "(altered, or written by other code); delete it to regenerate")
 
 
-def draw_inputs(task: Task, n: int, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The first n inputs (and labels) of the task's one seeded sequence, drawn DRAW_BLOCK at a time."""
-    generator = torch.Generator().manual_seed(seed)
-    blocks = [task.sample(DRAW_BLOCK, generator) for _ in range(-(-n // DRAW_BLOCK))]
-    inputs = torch.cat([block[0] for block in blocks])[:n]
-    labels = {name: torch.cat([block[1][name] for block in blocks])[:n] for name in blocks[0][1]}
-    return inputs, labels
+def draw_inputs(task: Task, sizes: dict[str, int], seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A dataset's inputs (and labels), its splits in LAYOUT order (Task.draw)."""
+    return task.draw([(split, sizes[split]) for split in LAYOUT if split in sizes], seed)
 
 
 def generate(cfg, task: Task, key: dict, device: torch.device, part: slice = slice(None)) -> dict:
     """Solve the fixed points of the seeded inputs: all of them, or the slice `part` of the one
     full draw (a shard), so that the shards together hold exactly the single-process dataset."""
     sizes = key["sizes"]
-    inputs, labels = draw_inputs(task, sum(sizes.values()), int(cfg.data.seed))
+    inputs, labels = draw_inputs(task, sizes, int(cfg.data.seed))
     inputs, labels = inputs[part], {name: value[part] for name, value in labels.items()}
     total = len(inputs)
     log.info("dataset: solving %d fixed points of %s (%d units) on %s", total, task.name, task.network.n_units, device)
@@ -368,7 +364,7 @@ def _merge_complete_shards(path: Path, key: dict, task: Task) -> dict | None:
                                "slice than its name says; delete it to regenerate")
     merged = {name: torch.cat([shard[name] for shard in shards]) for name in _PER_SAMPLE}
     merged["labels"] = {name: torch.cat([shard["labels"][name] for shard in shards]) for name in shards[0]["labels"]}
-    expected, _ = task.sample(total, torch.Generator().manual_seed(key["seed"]))  # cheap next to the solves
+    expected, _ = draw_inputs(task, key["sizes"], key["seed"])  # cheap next to the solves
     if not torch.equal(merged["inputs"], expected):
         raise StorageError(f"dataset shards in {shard_dir(path)} do not hold this config's inputs (written by "
                            "another version of the code?); delete them to regenerate")

@@ -122,7 +122,8 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
         save_checkpoint(path, task=task.name, model=weights, model_hparams=model.hparams,
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         rng={"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
-                        config=config, network=task.network.state_dict(), dataset=str(data.path), **state)
+                        config=config, network=task.network.state_dict(), task_files=task.file_contents(),
+                        dataset=str(data.path), **state)
 
     if checkpoint is not None:
         if Path(checkpoint["dataset"]).name != data.path.name:  # the name holds the dataset's key hash

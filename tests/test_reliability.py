@@ -80,10 +80,10 @@ INVALID = [
     (["task=custom", "task.weights={dir}/W.npy", "task.tau={dir}/tau_2.npy"], r"task\.tau=.* must be a number or "
                                                                              r"hold 3 values"),
     (["task=custom", "task.weights={dir}/W.npy", "task.tau=-1"], r"task\.tau=-1 is invalid: must be > 0"),
-    (["task=custom", "task.weights={dir}/W.npy", "task.inputs.low=2"], r"task\.inputs\.low=2\.0 is invalid: "
+    (["task=custom", "task.weights={dir}/W.npy", "task.inputs.low=2"], r"task\.inputs\.low=2 is invalid: "
                                                                        r"must be < inputs\.high=1\.0"),
     (["task=custom", "task.weights={dir}/W.npy", "task.inputs.distribution=normal", "task.inputs.std=0"],
-     r"task\.inputs\.std=0\.0 is invalid: must be > 0"),
+     r"task\.inputs\.std=0 is invalid: must be > 0"),
 ]
 
 

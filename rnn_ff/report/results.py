@@ -37,7 +37,7 @@ def measure_cost(run_folder: Path, n_inputs: int) -> dict:
     task, model = task_from(checkpoint), approximator_from(checkpoint)
     solver = checkpoint["config"]["solver"]
     options, dtype = solver_options(solver), DTYPES[solver["dtype"]]
-    inputs, _ = draw_inputs(task, n_inputs, COST_SEED)
+    inputs, _ = draw_inputs(task, {"test": n_inputs}, COST_SEED)
     seconds, evaluations, statuses = [], [], []
     for one in inputs.split(1):
         result = solve(task.network, one, options, dtype=dtype)

@@ -24,13 +24,14 @@ TASKS = {
 }
 
 
-def build_task(cfg, network: RecurrentNetwork | None = None) -> Task:
-    """Build a task from its config (a dataclass or DictConfig). Pass `network` to reuse a
-    stored network (e.g. from a checkpoint) instead of building it from the config."""
+def build_task(cfg, network: RecurrentNetwork | None = None, file_contents: dict | None = None) -> Task:
+    """Build a task from its config (a dataclass or DictConfig). Pass `network` (and the task's
+    `file_contents`) to rebuild a stored task (from a checkpoint) without the files it came from."""
     name = cfg.name
     if name not in TASKS:
         raise TaskConfigError(f"task.name={name!r} is unknown; allowed: {sorted(TASKS)}")
-    return TASKS[name][1](cfg, network)
+    task_class = TASKS[name][1]
+    return task_class(cfg, network) if network is None else task_class.rebuilt(cfg, network, file_contents or {})
 
 
 __all__ = ["TASKS", "Task", "TaskConfigError", "build_task"]

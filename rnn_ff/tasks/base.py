@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from rnn_ff.network import RecurrentNetwork
 
 Labels = dict[str, torch.Tensor]  # per-sample facts the metrics need (first dim = batch)
+# Inputs are drawn in blocks of this many, so that the draw of n inputs is the start of the draw
+# of any larger n for every task's sampler (one that draws several tensors of length n is not).
+DRAW_BLOCK = 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,25 @@ class Task(ABC):
     @abstractmethod
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, Labels]:
         """Draw n inputs (n x D, float64) and their labels, reproducibly from `generator`."""
+
+    def draw(self, layout: Sequence[tuple[str, int]], seed: int) -> tuple[torch.Tensor, Labels]:
+        """A dataset's inputs and labels, the splits of `layout` ((split, size) pairs) one after
+        another: by default the start of one seeded sequence of `sample`, DRAW_BLOCK at a time."""
+        total = sum(n for _, n in layout)
+        generator = torch.Generator().manual_seed(seed)
+        blocks = [self.sample(DRAW_BLOCK, generator) for _ in range(-(-total // DRAW_BLOCK))]
+        inputs = torch.cat([block[0] for block in blocks])[:total]
+        return inputs, {name: torch.cat([block[1][name] for block in blocks])[:total] for name in blocks[0][1]}
+
+    def file_contents(self) -> dict[str, Any]:
+        """What files the task config names hold beyond the network (a custom task's input set),
+        stored in a checkpoint so that `rebuilt` needs none of them."""
+        return {}
+
+    @classmethod
+    def rebuilt(cls, cfg, network: RecurrentNetwork, contents: Mapping[str, Any]) -> Task:
+        """The task a checkpoint was trained on, from its config, network and file_contents."""
+        return cls(cfg, network)
 
     # Config keys that only change how results are evaluated, not the dataset: left out of its key.
     evaluation_only: tuple[str, ...] = ()
