@@ -20,7 +20,7 @@ def test_quickstart_is_what_ci_runs():
 
 
 def test_scripts_and_configs_named_in_the_readme_exist():
-    for script in set(re.findall(r"scripts/\w+\.py", README)):
+    for script in set(re.findall(r"scripts/[\w/]+\.py", README)):
         assert (PROJECT_ROOT / script).is_file(), script
     for group, name in set(re.findall(r"\b(task|experiment|launcher|hparams_search)=(\w+)", README)):
         assert (PROJECT_ROOT / "configs" / group / f"{name}.yaml").is_file(), f"{group}={name}"
@@ -54,7 +54,7 @@ def test_every_hydra_command_of_the_readme_composes(tmp_path, command):
     types. A sweep is checked at its first point."""
     if "hparams_search=wta_optuna" in command:
         pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    args = [re.sub(r"=(?:range\((\d+)\)|([^,]*),.*)", lambda m: "=" + (m[1] and "0" or m[2]), arg)
+    args = [re.sub(r"=(?:range\((\d+)\)|([^,\[]*),.*)", lambda m: "=" + (m[1] and "0" or m[2]), arg)
             for arg in shlex.split(command.replace("<time>", "2026-01-01_00-00-00_000000"))[2:] if arg != "-m"]
     compose_config(tmp_path, args)  # as Hydra composes it for train.py and generate_data.py (same config)
 

@@ -228,3 +228,18 @@ def test_from_network_takes_an_input_set_and_the_checkpoint_carries_it(tmp_path)
     result = run_script(["scripts/evaluate.py", f"checkpoint={best}", "n_samples=20", "device=cpu"])
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["data/converged"] == 20
+
+
+def test_the_decision_rnn_example_trains_saves_and_its_printed_command_fits_the_ff(tmp_path):
+    result = run_script(["scripts/examples/train_decision_rnn.py", "--steps", "20", "--trials", "64",
+                         "--out", str(tmp_path / "example")])
+    state = torch.load(tmp_path / "example" / "model.pt", weights_only=True)
+    w = state["weight_hh"]
+    assert w.shape == (100, 100) and (w[:, :80] >= 0).all() and (w[:, 80:] <= 0).all()  # Dale's law kept
+    command = result.stdout.strip().splitlines()[-1].split()
+    assert command[:3] == ["python", "train.py", "task=custom"]
+    run = run_script([*command[1:], f"paths.log_dir={tmp_path}/out", f"data.cache_dir={tmp_path}/cache",
+                      "trainer.max_epochs=2", "model.hidden=16", "solver.progress=false", "trainer.progress=false"])
+    assert "96 train" in result.stdout and "rel_error_excitatory" in run.stderr + run.stdout
+    metrics = json.loads(next((tmp_path / "out").glob("runs/custom/*/metrics.json")).read_text())
+    assert metrics["data/converged"] > 100 and "test/rel_error_inhibitory" in metrics
