@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 import torch
 
 from rnn_ff import solve
+from rnn_ff.checkpoint import load_checkpoint, task_from
 from rnn_ff.data import draw_inputs, load_or_generate, split_slices
 from rnn_ff.random_networks import random_ei_network
-from rnn_ff.tasks import TaskConfigError, build_task
+from rnn_ff.tasks import TaskConfigError, build_task, custom
 from rnn_ff.tasks.custom import CustomTask
 from rnn_ff.training import train
 from tests.conftest import TINY_RUN, compose_config, run_script
@@ -158,7 +160,7 @@ def test_a_bad_input_file_is_one_line_naming_the_key_the_file_and_the_shape(tmp_
     assert result.returncode == 1 and "Traceback" not in result.stderr
     line, = result.stderr.strip().splitlines()
     assert line.startswith(f"error: task.inputs.file: {tmp_path}/bad.npy")
-    assert __import__("re").search(message, line)
+    assert re.search(message, line)
 
 
 def test_an_edited_input_file_is_a_new_dataset_and_a_moved_one_is_not(tmp_path):
@@ -228,6 +230,14 @@ def test_from_network_takes_an_input_set_and_the_checkpoint_carries_it(tmp_path)
     result = run_script(["scripts/evaluate.py", f"checkpoint={best}", "n_samples=20", "device=cpu"])
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["data/converged"] == 20
+    result = run_script(["scripts/evaluate.py", f"checkpoint={best}", f"inputs={tmp_path}/splits.npz", "device=cpu"])
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["n_samples"] == 50 and report["data/converged"] == 50  # the file's test split, all of it
+    np.save(tmp_path / "wide.npy", np.zeros((4, 5)))
+    result = run_script(["scripts/evaluate.py", f"checkpoint={best}", f"inputs={tmp_path}/wide.npy"], check=False)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"error: inputs: {tmp_path}/wide.npy holds inputs of shape (4, 5), but the network's input matrix takes D=3 "
+        "inputs")
 
 
 def test_the_decision_rnn_example_trains_saves_and_its_printed_command_fits_the_ff(tmp_path):
@@ -243,3 +253,18 @@ def test_the_decision_rnn_example_trains_saves_and_its_printed_command_fits_the_
     assert "96 train" in result.stdout and "rel_error_excitatory" in run.stderr + run.stdout
     metrics = json.loads(next((tmp_path / "out").glob("runs/custom/*/metrics.json")).read_text())
     assert metrics["data/converged"] > 100 and "test/rel_error_inhibitory" in metrics
+
+
+def test_a_large_input_set_is_checkpointed_by_its_file_and_digest(tmp_path, monkeypatch):
+    monkeypatch.setattr(custom, "STORED_INPUT_BYTES", 0)
+    model, inputs = trained_rnn_files(tmp_path), write_input_files(tmp_path)
+    cfg = compose_config(tmp_path, [*rnn_overrides(model), f"task.inputs.file={tmp_path}/U.npy", *TINY_RUN,
+                                    "trainer.max_epochs=1"])
+    train(cfg)
+    checkpoint = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "best.pt")
+    assert "input_set" not in checkpoint["task_files"]
+    assert torch.equal(task_from(checkpoint).input_set.arrays["inputs"], torch.from_numpy(inputs))
+    inputs[0, 0] = 0.5
+    np.save(tmp_path / "U.npy", inputs)
+    with pytest.raises(TaskConfigError, match="has changed since the checkpoint was written"):
+        task_from(checkpoint)

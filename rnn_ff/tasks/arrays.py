@@ -3,7 +3,7 @@
 A source is `file` or `file:name`, where `name` is a key of the .npz or of the dict a .pt holds
 (a state_dict written by `torch.save(model.state_dict(), ...)`: `model.pt:rnn.weight_hh_l0`);
 `a/b` reaches into nested dicts (`checkpoint.pt:state_dict/rnn.weight_hh_l0`). Every error
-names the config key and the file.
+names the config key (`key`, in full: task.weights) and the file.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def read_source(source: str, key: str) -> torch.Tensor | dict:
     """What `source` names: a tensor, or (a file or entry holding several arrays) a dict of them."""
     path, name = split_source(str(source))
     if not path.is_file():
-        raise TaskConfigError(f"task.{key}: file not found: {path.resolve()}")
+        raise TaskConfigError(f"{key}: file not found: {path.resolve()}")
     if path.suffix not in SUFFIXES:
-        raise TaskConfigError(f"task.{key}: {path} must be a {', '.join(SUFFIXES)} file")
+        raise TaskConfigError(f"{key}: {path} must be a {', '.join(SUFFIXES)} file")
     try:
         if path.suffix == ".npy":
             content = torch.from_numpy(np.load(path, allow_pickle=False))
@@ -46,11 +46,11 @@ def read_source(source: str, key: str) -> torch.Tensor | dict:
         else:
             content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # corrupt, truncated, pickled objects, or not an array file at all
-        raise TaskConfigError(f"task.{key}: cannot read {path}: {str(error).splitlines()[0]}") from error
+        raise TaskConfigError(f"{key}: cannot read {path}: {str(error).splitlines()[0]}") from error
     if name is None:
         return content
     if not isinstance(content, Mapping):
-        raise TaskConfigError(f"task.{key}: {path} holds one array, not named ones: give it as {path}, "
+        raise TaskConfigError(f"{key}: {path} holds one array, not named ones: give it as {path}, "
                               f"without ':{name}'")
     return _entry(content, name, path, key)
 
@@ -62,7 +62,7 @@ def _entry(content: Mapping, name: str, path: Path, key: str):
     node = content
     for part in name.split("/"):
         if not isinstance(node, Mapping) or part not in node:
-            raise TaskConfigError(f"task.{key}: {path} has no entry {name!r}; it holds {entry_names(content)}")
+            raise TaskConfigError(f"{key}: {path} has no entry {name!r}; it holds {entry_names(content)}")
         node = node[part]
     return node
 
@@ -87,13 +87,13 @@ def as_float64(array, source: str, key: str) -> torch.Tensor:
     """A numeric, finite float64 tensor, or an error that names the key and the file."""
     if isinstance(array, Mapping):
         path = split_source(str(source))[0]
-        raise TaskConfigError(f"task.{key}: {source} holds several arrays ({entry_names(array)}); name one as "
+        raise TaskConfigError(f"{key}: {source} holds several arrays ({entry_names(array)}); name one as "
                               f"{path}:<name>")
     if not isinstance(array, torch.Tensor) or not (array.is_floating_point() or array.dtype in _NUMERIC):
-        raise TaskConfigError(f"task.{key}: {source} must hold a numeric array, not {type(array).__name__}")
+        raise TaskConfigError(f"{key}: {source} must hold a numeric array, not {type(array).__name__}")
     array = array.to(torch.float64)
     if not torch.isfinite(array).all():
-        raise TaskConfigError(f"task.{key}: {source} has non-finite entries (nan or inf), "
+        raise TaskConfigError(f"{key}: {source} has non-finite entries (nan or inf), "
                               f"{int((~torch.isfinite(array)).sum())} of {array.numel()}")
     return array
 

@@ -83,7 +83,7 @@ def _array(value: Any, key: str) -> torch.Tensor:
         return torch.tensor(float(value), dtype=torch.float64)
     if not isinstance(value, (str, Path)):
         raise TaskConfigError(f"task.{key}={value!r} is invalid: give a number or a file (file:name for an entry)")
-    return read_array(value, key)
+    return read_array(value, f"task.{key}")
 
 
 def custom_network(cfg: CustomConfig) -> RecurrentNetwork:
@@ -95,7 +95,7 @@ def custom_network(cfg: CustomConfig) -> RecurrentNetwork:
         raise TaskConfigError(str(error)) from None
     require(cfg.weights not in (None, "", "???"), "weights", cfg.weights,
             "give an N x N array: a .npy, .pt or .npz file, or file:name")
-    weights = read_array(cfg.weights, "weights")
+    weights = read_array(cfg.weights, "task.weights")
     require(weights.ndim == 2 and weights.shape[0] == weights.shape[1], "weights", cfg.weights,
             f"must hold a square N x N matrix, got shape {tuple(weights.shape)}")
     n = weights.shape[0]
@@ -109,7 +109,7 @@ def custom_network(cfg: CustomConfig) -> RecurrentNetwork:
         require(value.ndim == 0 or tuple(value.shape) == (n,), "bias", part, f"must be a number or hold {n} values")
         bias = bias + value
     input_matrix = torch.eye(n, dtype=torch.float64) if cfg.input_matrix is None else read_array(
-        cfg.input_matrix, "input_matrix")
+        cfg.input_matrix, "task.input_matrix")
     require(input_matrix.ndim == 2 and input_matrix.shape[0] == n, "input_matrix", cfg.input_matrix,
             f"must hold an N x D matrix with N={n}, got shape {tuple(input_matrix.shape)}")
     try:

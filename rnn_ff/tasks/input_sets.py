@@ -28,33 +28,35 @@ class InputSet:
     arrays: dict[str, torch.Tensor]  # {"inputs": n x D} or {"train", "val", "test"}: each n_split x D, float64
     source: str  # the file (or IN_PYTHON), for messages
     replace: bool = False  # draw with replacement (inputs repeat, and splits share inputs)
+    key: str = "task.inputs.file"  # the config key that named it, for messages
 
     @classmethod
-    def read(cls, source: str, replace: bool = False) -> InputSet:
-        return cls.of(read_source(source, "inputs.file"), source, replace)
+    def read(cls, source: str, replace: bool = False, key: str = "task.inputs.file") -> InputSet:
+        return cls.of(read_source(source, key), source, replace, key)
 
     @classmethod
-    def of(cls, content: torch.Tensor | Mapping, source: str = IN_PYTHON, replace: bool = False) -> InputSet:
+    def of(cls, content: torch.Tensor | Mapping, source: str = IN_PYTHON, replace: bool = False,
+           key: str = "task.inputs.file") -> InputSet:
         """From one array or a dict holding train, val and test (any other entries are ignored)."""
         if isinstance(content, Mapping):
             missing = [name for name in SPLIT_NAMES if name not in content]
             if missing:
-                raise TaskConfigError(f"task.inputs.file: {source} holds {sorted(content)}; an input set is one "
+                raise TaskConfigError(f"{key}: {source} holds {sorted(content)}; an input set is one "
                                       f"n x D array or the three arrays {', '.join(SPLIT_NAMES)} (missing "
                                       f"{', '.join(missing)}); name one array as file:<name>")
-            arrays = {name: as_float64(content[name], f"{source}:{name}", "inputs.file") for name in SPLIT_NAMES}
+            arrays = {name: as_float64(content[name], f"{source}:{name}", key) for name in SPLIT_NAMES}
         else:
-            arrays = {ONE_ARRAY: as_float64(content, source, "inputs.file")}
+            arrays = {ONE_ARRAY: as_float64(content, source, key)}
         widths = set()
         for name, array in arrays.items():
             if array.ndim != 2 or len(array) == 0:
-                raise TaskConfigError(f"task.inputs.file: {source} ({name}) must hold an n x D array of inputs, "
+                raise TaskConfigError(f"{key}: {source} ({name}) must hold an n x D array of inputs, "
                                       f"got shape {tuple(array.shape)}")
             widths.add(array.shape[1])
         if len(widths) > 1:
-            raise TaskConfigError(f"task.inputs.file: {source}: the splits have different widths "
+            raise TaskConfigError(f"{key}: {source}: the splits have different widths "
                                   f"{ {name: tuple(a.shape) for name, a in arrays.items()} }")
-        return cls(arrays, source, replace)
+        return cls(arrays, source, replace, key)
 
     @property
     def split_ahead(self) -> bool:
@@ -68,7 +70,7 @@ class InputSet:
         if self.width != n_inputs:
             shapes = ", ".join(f"{name} {tuple(a.shape)}" if self.split_ahead else str(tuple(a.shape))
                                for name, a in self.arrays.items())
-            raise TaskConfigError(f"task.inputs.file: {self.source} holds inputs of shape {shapes}, but the "
+            raise TaskConfigError(f"{self.key}: {self.source} holds inputs of shape {shapes}, but the "
                                   f"network's input matrix takes D={n_inputs} inputs")
 
     def digest(self) -> str:
@@ -99,7 +101,7 @@ class InputSet:
         if self.replace:
             return torch.randint(available, (n,), generator=generator)
         if n > available:
-            raise TaskConfigError(f"task.inputs.file: {self.source} holds {available} {shortfall}; ask for fewer "
+            raise TaskConfigError(f"{self.key}: {self.source} holds {available} {shortfall}; ask for fewer "
                                   "or set task.inputs.replace=true (draws with replacement: inputs repeat, and "
                                   "the splits share inputs)")
         chosen = torch.randperm(available, generator=generator)[:n]
