@@ -1,14 +1,18 @@
-"""Summarise a sweep: one row per job, a markdown table and a rel_error-vs-width plot.
+"""Summarise a sweep: one row per job, a markdown table and a plot against what the sweep varied.
 
     python scripts/summarize.py sweep=outputs/multiruns/wta/<time> [out=<folder>]
 
 Finds every job folder under the given folder (one holding .hydra/config.yaml), reads its
-metrics.json and config, and writes into that folder:
-  summary.csv              every metric, plus the config keys that vary across jobs
-                           (and always task.name, model.hidden, seed)
-  summary.md               the same rows as a markdown table (headline metrics only)
-  rel_error_vs_hidden.png  test/rel_error against model.hidden (log x): mean over seeds,
-                           min-max spread shaded, one line per task
+metrics.json and config (interpolations resolved: the task's own defaults, not `${...}`), and
+writes into that folder:
+  summary.csv             every metric, plus the config keys that vary across jobs
+                          (and always task.name, model.hidden, seed)
+  summary.md              the same rows as a markdown table: the headline metrics and each
+                          population's test error (test/rel_error_<population>)
+  rel_error_vs_<key>.png  test/rel_error against the key the sweep varied (model.hidden where it
+                          varies, else the first other numeric key, else the seed): the mean over
+                          seeds with the min-max spread shaded, one line per task and setting of
+                          the other varied keys
 and prints the markdown table (and, last, one JSON line). Jobs without metrics.json (failed or
 still running) are skipped with a warning and counted.
 """
@@ -24,16 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from rnn_ff.cli import parse_overrides, run
+from rnn_ff.config import register_configs
 
 ALWAYS = ("task.name", "model.hidden", "seed")
 # Keys that differ between jobs without saying anything about the run.
 IGNORED_PREFIXES = ("paths.", "data.cache_dir", "resume", "device", "trainer.progress", "solver.progress")
 HEADLINE = ("val/rel_error", "test/rel_error", "test/r2", "speed/speedup", "train/epochs")
 PLOT_METRIC = "test/rel_error"
-OUTPUTS = ("summary.csv", "summary.md", "rel_error_vs_hidden.png")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -44,6 +48,20 @@ def flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, (list, dict)) else value
     return flat
+
+
+def resolved(config: DictConfig) -> dict:
+    """Every leaf of a job's config, interpolations resolved where they can be outside the job
+    (the task's defaults; a ${hydra:...} path cannot, and stays as written)."""
+    register_configs()  # the rnn_ff.* resolvers
+    values = {}
+    for key, raw in flatten(OmegaConf.to_container(config, resolve=False)).items():
+        try:
+            value = OmegaConf.select(config, key, throw_on_missing=False)
+        except Exception:  # an interpolation that needs the job (hydra:) or a task rnn_ff does not know
+            value = raw
+        values[key] = json.dumps(OmegaConf.to_container(value, resolve=True)) if OmegaConf.is_config(value) else value
+    return values
 
 
 def find_jobs(sweep_dir: Path) -> list[Path]:
@@ -65,7 +83,7 @@ def collect(sweep_dir: Path) -> tuple[list[dict], list[str], list[str], list[Pat
         if not metrics_file.is_file():
             skipped.append(job)
             continue
-        configs[job] = flatten(OmegaConf.to_container(OmegaConf.load(job / ".hydra" / "config.yaml"), resolve=False))
+        configs[job] = resolved(OmegaConf.load(job / ".hydra" / "config.yaml"))
         metrics[job] = json.loads(metrics_file.read_text())
     all_keys = sorted({key for config in configs.values() for key in config})
     varying = [key for key in all_keys
@@ -81,6 +99,26 @@ def collect(sweep_dir: Path) -> tuple[list[dict], list[str], list[str], list[Pat
         row |= {name: metrics[job].get(name) for name in metric_columns}
         rows.append(row)
     return rows, config_columns, metric_columns, skipped
+
+
+def table_columns(config_columns: list[str], metric_columns: list[str]) -> list[str]:
+    """summary.md's columns: the job, its config columns, the headline metrics with each
+    population's test error after test/rel_error (the population that computes, not only the total)."""
+    populations = [name for name in metric_columns if name.startswith("test/rel_error_")]
+    headline = [name for name in HEADLINE if name in metric_columns]
+    at = headline.index("test/rel_error") + 1 if "test/rel_error" in headline else len(headline)
+    return ["job", *config_columns, *headline[:at], *populations, *headline[at:]]
+
+
+def plot_axis(rows: list[dict], config_columns: list[str]) -> str:
+    """The key to plot against: model.hidden where it varies, else the first other numeric key
+    that varies, else the seed."""
+    def varies_numerically(key: str) -> bool:
+        values = {row.get(key) for row in rows}
+        return len(values) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+    candidates = ["model.hidden", *[key for key in config_columns if key not in ALWAYS]]
+    return next((key for key in candidates if varies_numerically(key)), "seed")
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
@@ -105,41 +143,51 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_rel_error(path: Path, rows: list[dict], metric: str = PLOT_METRIC) -> int:
-    """One line per task: mean of `metric` over jobs with the same width, min-max shaded; returns lines drawn."""
+def plot_metric(path: Path, rows: list[dict], x_key: str, config_columns: list[str],
+                metric: str = PLOT_METRIC) -> int:
+    """`metric` against `x_key`: one line per task and setting of the other varied keys (the seed
+    aside), the mean over the jobs at each x with the min-max spread shaded; returns lines drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_task: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    others = [key for key in config_columns
+              if key not in (x_key, "seed", "task.name") and len({str(row.get(key)) for row in rows}) > 1]
+    groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        value, hidden = row.get(metric), row.get("model.hidden")
-        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(hidden, int):
-            by_task[str(row.get("task.name"))][hidden].append(float(value))
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for task, widths in sorted(by_task.items()):
-        hidden = sorted(widths)
-        mean = [sum(widths[h]) / len(widths[h]) for h in hidden]
-        low, high = [min(widths[h]) for h in hidden], [max(widths[h]) for h in hidden]
-        n_seeds = max(len(widths[h]) for h in hidden)
-        axis.plot(hidden, mean, marker="o", label=f"{task} (up to {n_seeds} seeds per width)")
-        axis.fill_between(hidden, low, high, alpha=0.25)
-    axis.set_xscale("log", base=2)
-    widths = sorted({h for task in by_task.values() for h in task})
-    if widths:
-        axis.set_xticks(widths, [str(h) for h in widths])
+        value, x = row.get(metric), row.get(x_key)
+        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(x, (int, float)):
+            label = ", ".join([str(row.get("task.name"))] + [f"{key}={row.get(key)}" for key in others])
+            groups[label][x].append(float(value))
+    figure, axis = plt.subplots(figsize=(6.5, 4))
+    for label, by_x in sorted(groups.items()):
+        xs = sorted(by_x)
+        mean = [sum(by_x[x]) / len(by_x[x]) for x in xs]
+        n_jobs = max(len(by_x[x]) for x in xs)
+        if x_key == "seed":  # seeds are not an axis: each job a point, the mean a level
+            axis.plot(xs, mean, "o", label=label)
+            axis.axhline(sum(mean) / len(mean), color=axis.lines[-1].get_color(), lw=0.8, ls="--")
+            continue
+        axis.plot(xs, mean, marker="o", label=f"{label} ({n_jobs} job(s) per point)" if n_jobs > 1 else label)
+        axis.fill_between(xs, [min(by_x[x]) for x in xs], [max(by_x[x]) for x in xs], alpha=0.25)
+    xs = sorted({x for by_x in groups.values() for x in by_x})
+    if xs and min(xs) > 0 and max(xs) / min(xs) >= 8 and x_key != "seed":
+        axis.set_xscale("log", base=2 if all(float(x).is_integer() for x in xs) else 10)
+    if xs and all(float(x).is_integer() for x in xs) and len(xs) <= 12:
+        axis.set_xticks(xs, [f"{x:g}" for x in xs])
         axis.minorticks_off()
-    axis.set_xlabel("model.hidden (units)")
+    axis.set_xlabel(x_key)
     axis.set_ylabel(metric)
-    axis.set_title(f"{metric} vs hidden width (shaded: min-max over seeds)")
+    axis.set_title(f"{metric} vs {x_key}" + (" (dashed: mean)" if x_key == "seed" else " (shaded: min-max)"),
+                   fontsize=10)
     axis.grid(True, which="both", alpha=0.3)
-    if by_task:
-        axis.legend()
+    if groups:
+        axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-    return len(by_task)
+    return len(groups)
 
 
 def summarize(sweep_dir: Path, out_dir: Path | None = None) -> dict:
@@ -154,15 +202,18 @@ def summarize(sweep_dir: Path, out_dir: Path | None = None) -> dict:
         raise SystemExit(f"error: no job with metrics.json under {sweep_dir} ({len(skipped)} skipped)")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(out_dir / "summary.csv", rows, ["job", *config_columns, *metric_columns])
-    table = markdown_table(rows, ["job", *config_columns, *[m for m in HEADLINE if m in metric_columns]])
+    table = markdown_table(rows, table_columns(config_columns, metric_columns))
     (out_dir / "summary.md").write_text(f"# Sweep summary: {sweep_dir}\n\n{len(rows)} jobs"
                                         f"{f', {len(skipped)} skipped (no metrics.json)' if skipped else ''}."
                                         f" All metrics: summary.csv.\n\n{table}")
-    lines = plot_rel_error(out_dir / "rel_error_vs_hidden.png", rows)
+    x_key = plot_axis(rows, config_columns)
+    plot = out_dir / f"rel_error_vs_{x_key.rsplit('.', 1)[-1]}.png"
+    lines = plot_metric(plot, rows, x_key, config_columns)
     print(table, end="")
-    print(f"{len(rows)} jobs summarised, {len(skipped)} skipped; wrote "
-          f"{', '.join(str(out_dir / name) for name in OUTPUTS)} ({lines} line(s) in the plot)")
-    return {"rows": len(rows), "skipped": len(skipped), "columns": ["job", *config_columns, *metric_columns]}
+    print(f"{len(rows)} jobs summarised, {len(skipped)} skipped; wrote {out_dir / 'summary.csv'}, "
+          f"{out_dir / 'summary.md'}, {plot} ({PLOT_METRIC} against {x_key}, {lines} line(s))")
+    return {"rows": len(rows), "skipped": len(skipped), "columns": ["job", *config_columns, *metric_columns],
+            "plot": str(plot)}
 
 
 @dataclass

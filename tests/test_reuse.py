@@ -114,14 +114,38 @@ def test_summarize_adds_the_keys_that_vary_and_one_line_per_task(sweep, tmp_path
     shutil.copytree(sweep, copy)
     config = job_config(copy / "3")  # as if job 3 had been run with another learning rate and task
     config.trainer.lr = 1.0e-3
-    config.task.name = "other"
+    config.task.name = "ssn"  # whose own default model.hidden_layers (resolved: 1, not wta's 2) differs too
     OmegaConf.save(config, copy / "3" / ".hydra" / "config.yaml")
 
     rows, config_columns, metric_columns, skipped = summarize.collect(copy)
-    assert config_columns == ["task.name", "model.hidden", "seed", "trainer.lr"]
+    assert config_columns == ["task.name", "model.hidden", "seed", "model.hidden_layers", "trainer.lr"]
+    assert [row["model.hidden_layers"] for row in rows] == [2, 2, 2, 1]
     assert [row["trainer.lr"] for row in rows] == [2e-3, 2e-3, 2e-3, 1e-3]
     assert metric_columns[:2] == ["val/rel_error", "test/rel_error"] and skipped == []
-    assert summarize.plot_rel_error(tmp_path / "plot.png", rows) == 2
+    assert summarize.plot_axis(rows, config_columns) == "model.hidden"
+    assert summarize.plot_metric(tmp_path / "plot.png", rows, "model.hidden", config_columns) == 2
+
+
+def test_summarize_resolves_the_task_defaults_plots_against_what_varied_and_tables_each_population(sweep, tmp_path):
+    """A sweep over seeds alone that leaves model.hidden to the task (`${rnn_ff.task_default:...}` in
+    each job's config): the table shows the width (wta: 256) and each population's error, the plot
+    the error against the seed."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    for job in copy.iterdir():
+        if (job / ".hydra").is_dir():
+            text = (job / ".hydra" / "config.yaml").read_text()
+            hidden = f"hidden: {job_config(job).model.hidden}\n"
+            (job / ".hydra" / "config.yaml").write_text(text.replace(hidden, "hidden: ${rnn_ff.task_default:${task.name},hidden}\n", 1))
+    result = run_script(["scripts/summarize.py", f"sweep={copy}"], timeout=60)
+    assert "${" not in result.stdout
+    header = ("| job | task.name | model.hidden | seed | val/rel_error | test/rel_error | test/rel_error_excitatory | "
+              "test/rel_error_inhibitory | test/r2 |")
+    assert header in result.stdout
+    assert all(line.split(" | ")[2] == "256" for line in result.stdout.splitlines() if line.startswith("| 0 ") or
+               line.startswith("| 1 "))
+    assert f"{copy / 'rel_error_vs_seed.png'} (test/rel_error against seed, 1 line(s))" in result.stdout
+    assert (copy / "rel_error_vs_seed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_summarize_fails_clearly_without_finished_jobs(tmp_path):
