@@ -1,22 +1,17 @@
-"""Metrics, speed and figures of a trained approximator against the recurrent network."""
+"""Metrics and speed of a trained approximator against the recurrent network (figures: rnn_ff/figures.py)."""
 
 from __future__ import annotations
 
 import statistics
 import time
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import torch  # noqa: E402
-
-from rnn_ff.data import Split  # noqa: E402
-from rnn_ff.model import FeedForwardApproximator  # noqa: E402
-from rnn_ff.solver import SolverOptions, solve  # noqa: E402
-from rnn_ff.tasks import Task  # noqa: E402
-from rnn_ff.tasks.base import population_errors  # noqa: E402
+from rnn_ff.data import Split
+from rnn_ff.model import FeedForwardApproximator
+from rnn_ff.solver import SolverOptions, solve
+from rnn_ff.tasks import Task
+from rnn_ff.tasks.base import population_errors
 
 
 def regression_metrics(predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -88,30 +83,3 @@ def measure_speed(model: FeedForwardApproximator, task: Task, inputs: torch.Tens
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def plot_examples(inputs: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor, n_examples: int,
-                  populations: dict[str, torch.Tensor]):
-    """One row per example: the input, then one panel per population (its own y-axis, so that a
-    large inhibitory rate does not flatten the excitatory ones) with the recurrent fixed point
-    against the FF output; the legend sits above the panels (tensors from any device)."""
-    n_examples = min(n_examples, len(inputs))
-    inputs, target, predicted = (values[:n_examples].cpu().numpy() for values in (inputs, target, predicted))
-    figure, axes = plt.subplots(n_examples, 1 + len(populations), figsize=(2.6 * (1 + len(populations)),
-                                2.0 * n_examples + 0.6), squeeze=False)
-    for row in range(n_examples):
-        axes[row, 0].bar(range(inputs.shape[1]), inputs[row], color="0.6")
-        axes[row, 0].set_ylabel(f"example {row}")
-        for column, (name, units) in enumerate(populations.items(), start=1):
-            units = units.cpu().numpy()
-            axes[row, column].plot(units, target[row, units], "o-", ms=3, label="recurrent fixed point")
-            axes[row, column].plot(units, predicted[row, units], "x--", ms=3, label="feed-forward")
-            axes[row, column].xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
-            axes[0, column].set_title(f"{name} rates", fontsize=9)
-            axes[-1, column].set_xlabel("unit")
-    axes[0, 0].set_title("input u", fontsize=9)
-    axes[-1, 0].set_xlabel("input dimension")
-    handles, labels = axes[0, 1].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / figure.get_figheight()))
-    return figure

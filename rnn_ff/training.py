@@ -22,10 +22,11 @@ from rnn_ff.activations import ACTIVATIONS
 from rnn_ff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rnn_ff.config import DTYPES, ConfigError, resolve_device, solver_options, validate
 from rnn_ff.data import FixedPointDataset, Split, load_or_generate
-from rnn_ff.evaluation import evaluate, measure_speed, numbers, plot_examples, predict, regression_metrics
+from rnn_ff.evaluation import evaluate, measure_speed, numbers, predict, regression_metrics
+from rnn_ff.figures import MAX_CURVE_INPUTS, plot_examples, plot_response_curves, response_curve_inputs
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import NetworkError
-from rnn_ff.solver import SolverError
+from rnn_ff.solver import SolverError, solve
 from rnn_ff.storage import StorageError, atomic_write_text, writable_directory
 from rnn_ff.tasks import Task, TaskConfigError, build_task
 from rnn_ff.tasks.base import population_errors
@@ -396,12 +397,27 @@ def log_results(writer: SummaryWriter, cfg, metrics: dict, model, task, data: Fi
         figure = plot_examples(data.test.inputs[:n], data.test.rates[:n], predicted, n, task.populations())
         figure.savefig(Path(cfg.paths.output_dir) / "examples.png", dpi=100)
         writer.add_figure("test/examples", figure, step)
+        if task.network.n_inputs <= MAX_CURVE_INPUTS:
+            figure = response_curves(cfg, model, task, data.test.inputs)
+            figure.savefig(Path(cfg.paths.output_dir) / "response_curves.png", dpi=100)
+            writer.add_figure("test/response_curves", figure, step)
     hparam_values = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()
                      if k.split(".")[0] in ("task", "model", "trainer", "data", "solver") or k == "seed"}
     hparam_values = {k: v for k, v in hparam_values.items() if isinstance(v, (int, float, str, bool))}
     finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     for summary in hparams(hparam_values, finite):
         writer.file_writer.add_summary(summary)
+
+
+def response_curves(cfg, model, task, test_inputs: torch.Tensor):
+    """Each unit's rate against each input over the test inputs' range, recurrent (solved here, with
+    the run's solver; inputs that do not settle are marked) against the FF."""
+    curves = response_curve_inputs(test_inputs.cpu().double())
+    flat = curves.reshape(-1, curves.shape[-1])
+    device = next(model.parameters()).device
+    result = solve(task.network, flat, solver_options(cfg.solver), device=device, dtype=DTYPES[cfg.solver.dtype])
+    predicted = predict(model, flat.to(device))
+    return plot_response_curves(curves, result.rates, predicted, result.status, task.populations())
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

@@ -299,6 +299,7 @@ def test_the_literature_tasks_train_with_their_metrics_and_figure(tmp_path, task
     metrics = train(cfg)
     assert 0 <= metrics[metric] <= 1 and math.isfinite(metrics["test/rel_error_excitatory"])
     assert (Path(cfg.paths.output_dir) / "examples.png").is_file()
+    assert (Path(cfg.paths.output_dir) / "response_curves.png").is_file()  # one or two inputs: the curves
     # model.output_activation=auto: a ReLU output only where the rates cannot be negative
     hparams = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "best.pt")["model_hparams"]
     assert hparams["output_activation"] == {"ssn": "relu", "wilson_cowan": "none"}[task]
