@@ -62,7 +62,7 @@ def plot_examples(inputs: torch.Tensor, target: torch.Tensor, predicted: torch.T
                 axis.set_title(f"{name} (unit {units[0]}): error {100 * error:.2g}%", fontsize=8)
                 top, bottom = max(recurrent[0], ff[0], 0.0), min(recurrent[0], ff[0], 0.0)
                 pad = 0.2 * (top - bottom) or 1.0  # room for the values written on the bars
-                axis.set_ylim(bottom - (pad if bottom < 0 else 0.0), top + (pad if top > 0 else 0.0))
+                axis.set_ylim(bottom - (pad if bottom < 0 else 0.0), top + (pad if top > 0 or bottom == 0 else 0.0))
             elif len(units) > SCATTER_ABOVE:  # each unit a point: on the diagonal where the FF is right
                 axis.plot(recurrent, ff, ".", ms=3, color="tab:orange")
                 low, high = min(recurrent.min(), ff.min()), max(recurrent.max(), ff.max())
