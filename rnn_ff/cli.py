@@ -23,6 +23,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from rnn_ff.config import PROJECT_ROOT
+
 
 class CommandLineError(ValueError):
     """A command line that names an unknown key, a wrongly typed value, or misses a required one."""
@@ -66,6 +68,17 @@ def exit_on_user_error(error: Exception, run_dir: Path, logger: logging.Logger) 
     _end_run(f"error: {error}", run_dir, logger, status=1)
 
 
+def shown_path(path: Path) -> str:
+    """A path as a user types it where they are: relative below the working folder, else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def command(script: str, *args: str) -> str:
+    """`python <script> args...` that runs from the user's working folder, wherever that is."""
+    return " ".join(["python", shown_path(PROJECT_ROOT / script), *args])
+
+
 def exit_on_interrupt(run_dir: Path, logger: logging.Logger, script: str = "train.py") -> NoReturn:
     """Ctrl-C: one line saying what is kept and, where checkpoints/last.pt exists, the command that
     resumes this very run (its overrides, resume=auto and its folder, so that its TensorBoard curve
@@ -81,9 +94,8 @@ def exit_on_interrupt(run_dir: Path, logger: logging.Logger, script: str = "trai
     else:
         kept = [arg for arg in HydraConfig.get().overrides.task
                 if not arg.lstrip("+~").startswith(("resume=", "hydra.run.dir="))]
-        command = " ".join(["python", script, *map(shlex.quote, kept), "resume=auto",
-                            shlex.quote(f"hydra.run.dir={run_dir}")])
-        line = f"interrupted (Ctrl-C); {last} holds epoch {epoch}; resume with: {command}"
+        resume = command(script, *map(shlex.quote, kept), "resume=auto", shlex.quote(f"hydra.run.dir={run_dir}"))
+        line = f"interrupted (Ctrl-C); {last} holds epoch {epoch}; resume with: {resume}"
     _end_run(line, run_dir, logger, status=130)
 
 
@@ -111,8 +123,9 @@ class SweepSummary(Callback):
         jobs = sum(1 for path in sweep_dir.glob("*/metrics.json"))
         logging.getLogger("sweep").info(
             "sweep finished: %s (%d job(s) with metrics.json)\n"
-            "  summarize python scripts/summarize.py sweep=%s\n"
-            "  look      tensorboard --logdir %s", sweep_dir, jobs, sweep_dir, sweep_dir)
+            "  summarize %s\n"
+            "  look      tensorboard --logdir %s", sweep_dir, jobs,
+            command("scripts/summarize.py", f"sweep={shown_path(sweep_dir)}"), shown_path(sweep_dir))
 
 
 class WritableOutput(Callback):

@@ -400,3 +400,15 @@ def test_a_network_prints_as_a_summary():
     network = random_ei_network(300, excitatory_radius=0.5)
     text = repr(network)
     assert text.startswith("RecurrentNetwork(300 units, 300 inputs, relu, tau 0.5..1,") and len(text) < 200
+
+
+def test_the_printed_evaluate_command_runs_from_the_folder_the_user_is_in(tmp_path):
+    """Started from outside the project, the summary's evaluate command names the script by a path
+    that works there (and the run folder relative to it)."""
+    result = run_script([str(PROJECT_ROOT / "train.py"), "task=ssn", *TINY_RUN, "paths.log_dir=outputs",
+                         f"data.cache_dir={tmp_path / 'cache'}"], cwd=tmp_path)
+    line = (result.stdout + result.stderr).strip().splitlines()[-1]
+    assert line.startswith(f"  evaluate python {PROJECT_ROOT / 'scripts' / 'evaluate.py'} checkpoint=outputs/runs/ssn/")
+    args = shlex.split(line.removeprefix("  evaluate "))[1:]
+    report = json.loads(run_script([*args, "n_samples=8"], cwd=tmp_path).stdout.strip().splitlines()[-1])
+    assert report["data/converged"] == 8
