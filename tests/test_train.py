@@ -412,3 +412,27 @@ def test_the_printed_evaluate_command_runs_from_the_folder_the_user_is_in(tmp_pa
     args = shlex.split(line.removeprefix("  evaluate "))[1:]
     report = json.loads(run_script([*args, "n_samples=8"], cwd=tmp_path).stdout.strip().splitlines()[-1])
     assert report["data/converged"] == 8
+
+
+def test_a_wait_for_another_jobs_lock_is_reported_as_a_wait_not_as_reading(tmp_path):
+    import threading
+
+    cfg = compose_config(tmp_path, ["task=wta", *TINY["wta"], *TINY_RUN])
+    task = build_task(cfg.task)
+    key = data_module.dataset_key(cfg, task)
+    path = data_module.cache_path(cfg, key)
+    locked = threading.Event()
+
+    def other_job() -> None:  # holds the lock for 1.5 s, then writes the dataset
+        with data_module.file_lock(path.with_suffix(".lock")):
+            locked.set()
+            time.sleep(1.5)
+            data_module._write(data_module.generate(cfg, task, key, torch.device("cpu")), path)
+
+    thread = threading.Thread(target=other_job)
+    thread.start()
+    locked.wait()
+    dataset = load_or_generate(cfg, task, torch.device("cpu"))
+    thread.join()
+    assert dataset.reused and 1.0 <= dataset.waited <= dataset.seconds
+    assert dataset.seconds - dataset.waited < 1.0  # reading and rechecking a tiny file
