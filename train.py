@@ -5,6 +5,7 @@
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -30,4 +31,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    if {"--help", "-h"} & set(sys.argv) and "--resolve" not in sys.argv:
+        sys.argv.append("--resolve")  # the chosen task's own defaults (model.hidden: 256), not ${...}
     main()

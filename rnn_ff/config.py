@@ -105,7 +105,8 @@ class PathsConfig:
     root_dir: str = "${rnn_ff.project_root:}"  # the folder holding train.py and configs/
     log_dir: str = "${paths.root_dir}/outputs"
     cache_dir: str = "${paths.log_dir}/cache"  # shared by all runs: datasets keyed by a hash of what determines them
-    output_dir: str = "${hydra:runtime.output_dir}"  # this run's folder
+    # this run's folder (null before the run starts: `--cfg job --resolve` and `--help` show it so)
+    output_dir: Optional[str] = "${hydra:runtime.output_dir}"
 
 
 @dataclass
@@ -128,8 +129,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("rnn_ff.task_default", _task_default)
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
-    for name, (schema, _) in TASKS.items():  # a group of its own: schemas are not options of `task`
-        store.store(group="schema/task", name=name, node=schema)
+    for name, (schema, _) in TASKS.items():  # outside any group: not options of `task`, nor a group in --help
+        store.store(name=f"task_schema_{name}", node=schema)
 
 
 def _task_default(name: str, attribute: str) -> int:

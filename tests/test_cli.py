@@ -63,3 +63,18 @@ def test_the_task_schemas_are_not_offered_as_tasks(tmp_path: Path):
     options = result.stderr.split("Available options in 'task':")[1].split("Config search path")[0].split()
     assert options == ["custom", "denoising", "ring_ssn", "ssn", "transformation", "wilson_cowan", "wta"]
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("task, hidden", [("wta", 256), ("ssn", 512)])
+def test_help_lists_the_groups_users_choose_and_the_config_resolved_for_the_task(task, hidden):
+    result = run_script(["train.py", f"task={task}", "--help"], timeout=120)
+    groups = result.stdout.split("== Configuration groups (group=option) ==")[1].split("== Config")[0]
+    assert [word[:-1] for word in groups.split() if word.endswith(":")] == [
+        "data", "experiment", "hparams_search", "launcher", "model", "paths", "solver", "task", "trainer"]
+    assert "schema" not in groups and "${" not in result.stdout
+    assert f"  hidden: {hidden}\n" in result.stdout and f"  name: {task}\n" in result.stdout
+
+
+def test_cfg_job_resolve_prints_the_composed_config():
+    result = run_script(["train.py", "task=ssn", "--cfg", "job", "--resolve"], timeout=120)
+    assert "  hidden: 512\n" in result.stdout and "  output_dir: null\n" in result.stdout
