@@ -158,39 +158,44 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
     epochs = range(state["epoch"], 0 if state["finished"] else cfg.trainer.max_epochs)
     # disable=None: tqdm draws on a terminal only (a redirected stderr gets no bars)
     bar = tqdm(epochs, desc="training", unit="epoch", disable=None if cfg.trainer.progress else True, leave=False)
+    timer = PhaseTimer()
     for epoch in bar:
-        model.train()
-        order = torch.randperm(len(train_x), generator=shuffle).to(device)  # drawn on the CPU: same on any device
-        losses = [training_step(model, optimizer, train_x[batch], train_y[batch], cfg.trainer.grad_clip,
-                                cfg.trainer.loss)
-                  for batch in order.split(cfg.trainer.batch_size)]
-        train_loss = torch.stack(losses).mean().item()  # non-finite if any batch's loss was
+        with timer("steps"):
+            model.train()
+            order = torch.randperm(len(train_x), generator=shuffle).to(device)  # drawn on the CPU: same on any device
+            losses = [training_step(model, optimizer, train_x[batch], train_y[batch], cfg.trainer.grad_clip,
+                                    cfg.trainer.loss)
+                      for batch in order.split(cfg.trainer.batch_size)]
+            train_loss = torch.stack(losses).mean().item()  # non-finite if any batch's loss was
         if not math.isfinite(train_loss):  # the weights are broken: stop before anything saves them
             stop(epoch, "training loss")
-        writer.add_scalar("lr", scheduler.get_last_lr()[0], epoch)
         scheduler.step()
-        model.eval()
-        val = numbers(validation_metrics(model, task, data.val, cfg.trainer.loss))
-        val_loss = val["loss"]
-        if not math.isfinite(val_loss):  # the last step broke the weights: do not save them
+        with timer("validation"):
+            model.eval()
+            val = numbers(validation_metrics(model, task, data.val, cfg.trainer.loss))
+        if not math.isfinite(val["loss"]):  # the last step broke the weights: do not save them
             stop(epoch, "validation loss")
-        writer.add_scalar("train/loss", train_loss, epoch)
-        writer.add_scalar("val/loss", val_loss, epoch)
-        for name, value in val.items():
-            if name.startswith("rel_error"):
-                writer.add_scalar(f"val/{name}", value, epoch)
-        bar.set_postfix(loss=f"{train_loss:.2e}", val_rel_error=f"{val['rel_error']:.4f}")
+        with timer("logging"):
+            writer.add_scalar("lr", scheduler.get_last_lr()[0], epoch)
+            writer.add_scalar("train/loss", train_loss, epoch)
+            writer.add_scalar("val/loss", val["loss"], epoch)
+            for name, value in val.items():
+                if name.startswith("rel_error"):
+                    writer.add_scalar(f"val/{name}", value, epoch)
+            bar.set_postfix(loss=f"{train_loss:.2e}", val_rel_error=f"{val['rel_error']:.4f}")
 
-        state["epoch"] = epoch + 1
-        if val["rel_error"] < state["best_val_rel_error"]:
-            state.update(best_val_rel_error=val["rel_error"], best_epoch=epoch, stale_epochs=0,
-                         best_model=copy.deepcopy(model.state_dict()))
-        else:
-            state["stale_epochs"] += 1
-        state["finished"] = state["stale_epochs"] >= cfg.trainer.patience or state["epoch"] == cfg.trainer.max_epochs
-        if state["epoch"] % cfg.trainer.checkpoint_every == 0 or state["finished"]:
-            save(checkpoint_dir / "last.pt", model.state_dict())
-            saved_epoch = state["epoch"]
+        with timer("checkpoints"):
+            state["epoch"] = epoch + 1
+            if val["rel_error"] < state["best_val_rel_error"]:
+                state.update(best_val_rel_error=val["rel_error"], best_epoch=epoch, stale_epochs=0,
+                             best_model=copy.deepcopy(model.state_dict()))
+            else:
+                state["stale_epochs"] += 1
+            state["finished"] = (state["stale_epochs"] >= cfg.trainer.patience
+                                 or state["epoch"] == cfg.trainer.max_epochs)
+            if state["epoch"] % cfg.trainer.checkpoint_every == 0 or state["finished"]:
+                save(checkpoint_dir / "last.pt", model.state_dict())
+                saved_epoch = state["epoch"]
         if state["finished"]:
             break
     bar.close()
@@ -201,12 +206,31 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
 
     model.load_state_dict(state["best_model"])
     save(checkpoint_dir / "best.pt", state["best_model"])
-    metrics = final_metrics(cfg, model, task, data, state)
+    metrics = final_metrics(cfg, model, task, data, state) | timer.seconds(prefix="time/")
     write_json(run_dir / "metrics.json", metrics)
     log_results(writer, cfg, metrics, model, task, data, state["epoch"])
     writer.close()
     log.info("%s", run_summary(task, metrics, run_dir, data, time.perf_counter() - started))
     return metrics
+
+
+class PhaseTimer:
+    """Wall seconds per phase of the training loop (steps, validation, logging, checkpoints), in
+    metrics.json as time/<phase>_seconds: where a run's time goes (scripts/benchmark_training.py)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - start
+
+    def seconds(self, prefix: str = "") -> dict[str, float]:
+        return {f"{prefix}{phase}_seconds": value for phase, value in self.totals.items()}
 
 
 def output_activation(model_cfg, task: Task) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_script
+from tests.conftest import TINY, TINY_RUN, run_script
 
 METHODS = {"rnn_ff", "torchdiffeq_fixed_horizon", "scipy_root_from_zero", "scipy_root_from_drive",
            "damped_iteration", "torchdeq_broyden"}
@@ -81,3 +81,19 @@ def test_scaling_mode_measures_every_network_kind_against_euler_and_skips_rows_o
     for row in measured:
         assert row["peak_rss_mb"] > report["baseline_rss_mb"] > 0
         assert row["euler"]["reached"] and row["euler"]["same"] == row["statuses"].get("converged", 0)
+
+
+def test_training_benchmark_splits_a_run_into_its_phases_and_compares_a_variant(tmp_path):
+    common = " ".join([*TINY["wta"], *TINY_RUN, f"paths.log_dir={tmp_path}"])
+    result = run_script(["scripts/benchmark_training.py", "--tasks", "wta", "--common", common,
+                         "--variant", "trainer.batch_size=16"], timeout=300)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    defaults, variant = report["rows"]
+    assert (defaults["variant"], variant["variant"]) == ("defaults", "trainer.batch_size=16")
+    assert (defaults["batch_size"], variant["batch_size"]) == (32, 16)
+    assert variant["optimizer_steps"] == 2 * defaults["optimizer_steps"]  # 96 inputs x 4 epochs / 16
+    for row in report["rows"]:
+        assert all(row[f"{phase}_s"] > 0 for phase in ("steps", "validation", "logging", "checkpoints"))
+        assert row["wall_s"] > row["steps_s"] + row["validation_s"] and 0 < row["of_matmul"] < 10
+        assert row["headline"] is not None
+    assert "wta: the variant takes" in result.stdout
