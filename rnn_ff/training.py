@@ -111,9 +111,10 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
 
     train_x, train_y = data.train.inputs.float(), data.train.rates.float()
     model.fit_normalisation(train_x, train_y)
-    # On a GPU the step is launch-bound: the fused AdamW kernel replaces a dozen small ones per step.
+    # The step is overhead-bound (a small MLP): the fused AdamW kernel replaces a dozen small ones per
+    # step, on a GPU and on a CPU (2.28 against 2.85 ms per default WTA step on this 2-core CPU).
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr, weight_decay=cfg.trainer.weight_decay,
-                                  fused=device.type == "cuda")
+                                  fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, **_schedule(cfg.trainer)))
     shuffle = torch.Generator().manual_seed(cfg.seed)
     state = {"epoch": 0, "best_val_rel_error": math.inf, "best_epoch": -1, "stale_epochs": 0, "finished": False,
@@ -269,7 +270,7 @@ def restore(checkpoint: dict, model: FeedForwardApproximator, optimizer: torch.o
     load_state_dict copies the (CPU) weights into the model's tensors and moves the optimiser's
     state beside its parameters, so a checkpoint from any device resumes on any other."""
     model.load_state_dict(checkpoint["model"])
-    # The kernel choice (fused on a GPU) belongs to this run's device, not to the checkpoint's.
+    # The kernel choice belongs to this run, not to the checkpoint (one written before AdamW was fused on a CPU).
     kernels = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in optimizer.param_groups]
     optimizer.load_state_dict(checkpoint["optimizer"])
     for group, kept in zip(optimizer.param_groups, kernels):

@@ -12,7 +12,10 @@ achieve (3 x the forward FLOPs per input x inputs seen, over the steps' seconds)
 FLOP/s of this machine's matmul at the model's own shapes (batch x hidden @ hidden x hidden,
 the physical limit for this model size) measured in the same process, and the quality: test
 rel_error and the task's headline population error. Medians over seeds; a variant's ratios
-against the defaults. The last stdout line is one JSON object.
+against the defaults. Then, in this one process and interleaved (so that the machine's noise
+falls on both alike), the optimiser step at each task's default shapes with the fused AdamW
+kernel that training uses against PyTorch's default CPU AdamW: ms per step, medians of rounds.
+The last stdout line is one JSON object.
 """
 
 from __future__ import annotations
@@ -48,6 +51,35 @@ def matmul_flops(batch: int, width: int, device: str, seconds: float = 0.5) -> f
             torch.cuda.synchronize()
         count += 20
     return 2 * batch * width * width * count / (time.perf_counter() - start)
+
+
+def step_milliseconds(cfg, rounds: int = 7, steps: int = 100) -> dict[str, float]:
+    """ms per training step (loss, backward, clip, AdamW) at `cfg`'s model and batch shapes, fused
+    AdamW against the default (for-loop) one, interleaved round by round; medians."""
+    from rnn_ff.model import FeedForwardApproximator
+    from rnn_ff.tasks import build_task
+    from rnn_ff.training import training_step
+
+    network = build_task(cfg.task).network
+    torch.manual_seed(0)
+    inputs, targets = torch.rand(8192, network.n_inputs), torch.rand(8192, network.n_units)
+    kinds = {"fused": True, "default": None}
+    models, optimizers = {}, {}
+    for kind, fused in kinds.items():
+        models[kind] = FeedForwardApproximator(network.n_inputs, network.n_units, hidden=int(cfg.model.hidden),
+                                               hidden_layers=int(cfg.model.hidden_layers), output_activation="relu")
+        models[kind].fit_normalisation(inputs, targets)
+        optimizers[kind] = torch.optim.AdamW(models[kind].parameters(), lr=1e-3, fused=fused)
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    batch = int(cfg.trainer.batch_size)
+    for _ in range(rounds):
+        for kind in kinds:
+            start = time.perf_counter()
+            for _ in range(steps):
+                index = torch.randint(0, len(inputs), (batch,))
+                training_step(models[kind], optimizers[kind], inputs[index], targets[index], 1.0)
+            times[kind].append(1e3 * (time.perf_counter() - start) / steps)
+    return {kind: statistics.median(values) for kind, values in times.items()}
 
 
 def run_once(task: str, seed: int, overrides: list[str], device: str, root: Path) -> dict:
@@ -121,12 +153,17 @@ def main() -> None:
                 print(f"{task} {name}: {rows[-1]['wall_s']:.1f} s, test/rel_error {rows[-1]['test_rel_error']:.4g}",
                       file=sys.stderr, flush=True)
     print_table(rows)
+    steps = {}
+    for task in args.tasks:
+        steps[task] = step_milliseconds(load_config([f"task={task}", *common]))
+        print(f"{task}: optimiser step {steps[task]['fused']:.3f} ms fused AdamW, {steps[task]['default']:.3f} ms "
+              f"default AdamW ({steps[task]['default'] / steps[task]['fused']:.2f}x), interleaved in this process")
     if args.variant:
         for task in args.tasks:
             base, other = (row for row in rows if row["task"] == task)
             print(f"{task}: the variant takes {other['wall_s'] / base['wall_s']:.2f}x the defaults' time; "
                   f"test/rel_error {other['test_rel_error'] / base['test_rel_error']:.2f}x")
-    print(json.dumps({"rows": rows, "seeds": args.seeds, "device": args.device}))
+    print(json.dumps({"rows": rows, "step_ms": steps, "seeds": args.seeds, "device": args.device}))
 
 
 if __name__ == "__main__":

@@ -97,3 +97,4 @@ def test_training_benchmark_splits_a_run_into_its_phases_and_compares_a_variant(
         assert row["wall_s"] > row["steps_s"] + row["validation_s"] and 0 < row["of_matmul"] < 10
         assert row["headline"] is not None
     assert "wta: the variant takes" in result.stdout
+    assert set(report["step_ms"]["wta"]) == {"fused", "default"} and min(report["step_ms"]["wta"].values()) > 0
