@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from rnn_ff.cli import exit_on_interrupt, exit_on_user_error
+from rnn_ff.cli import exit_on_interrupt, exit_on_user_error, resolved_help
 from rnn_ff.config import register_configs
 from rnn_ff.training import USER_ERRORS, train
 
@@ -31,6 +31,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    if {"--help", "-h"} & set(sys.argv) and "--resolve" not in sys.argv:
-        sys.argv.append("--resolve")  # the chosen task's own defaults (model.hidden: 256), not ${...}
+    sys.argv = resolved_help(sys.argv)
     main()

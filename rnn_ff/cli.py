@@ -68,6 +68,12 @@ def exit_on_user_error(error: Exception, run_dir: Path, logger: logging.Logger) 
     _end_run(f"error: {error}", run_dir, logger, status=1)
 
 
+def resolved_help(argv: list[str]) -> list[str]:
+    """A Hydra app's argv with `--resolve` added to `--help`, so that the help shows the chosen
+    task's own defaults (model.hidden: 256), not `${rnn_ff.task_default:...}`."""
+    return [*argv, "--resolve"] if {"--help", "-h"} & set(argv) and "--resolve" not in argv else argv
+
+
 def shown_path(path: Path) -> str:
     """A path as a user types it where they are: relative below the working folder, else absolute."""
     path = Path(path).resolve()

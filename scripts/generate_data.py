@@ -11,12 +11,13 @@ merges the set; `train.py` also merges a complete set it finds. Add `launcher=jo
 """
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from rnn_ff.cli import exit_on_user_error
+from rnn_ff.cli import exit_on_user_error, resolved_help
 from rnn_ff.config import register_configs, resolve_device, validate
 from rnn_ff.data import generate_shard, load_or_generate, merge_shards
 from rnn_ff.tasks import build_task
@@ -44,4 +45,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = resolved_help(sys.argv)
     main()

@@ -65,9 +65,10 @@ def test_the_task_schemas_are_not_offered_as_tasks(tmp_path: Path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("task, hidden", [("wta", 256), ("ssn", 512)])
-def test_help_lists_the_groups_users_choose_and_the_config_resolved_for_the_task(task, hidden):
-    result = run_script(["train.py", f"task={task}", "--help"], timeout=120)
+@pytest.mark.parametrize("script, task, hidden", [("train.py", "wta", 256), ("train.py", "ssn", 512),
+                                                  ("scripts/generate_data.py", "ssn", 512)])
+def test_help_lists_the_groups_users_choose_and_the_config_resolved_for_the_task(script, task, hidden):
+    result = run_script([script, f"task={task}", "--help"], timeout=120)
     groups = result.stdout.split("== Configuration groups (group=option) ==")[1].split("== Config")[0]
     assert [word[:-1] for word in groups.split() if word.endswith(":")] == [
         "data", "experiment", "hparams_search", "launcher", "model", "paths", "solver", "task", "trainer"]
