@@ -170,6 +170,7 @@ def _start_of_larger(cfg, key: dict, task: Task) -> dict | None:
     batched): a sweep over data.n_train solves its largest size once."""
     total = sum(key["sizes"].values())
     same = {name: value for name, value in key.items() if name != "sizes"}
+    drawn = None  # this config's inputs, drawn once a candidate is found
     for key_file in sorted(Path(cfg.data.cache_dir).glob(f"{key['task']['name']}-*.key.json")):
         try:
             other = json.loads(key_file.read_text())
@@ -183,7 +184,8 @@ def _start_of_larger(cfg, key: dict, task: Task) -> dict | None:
         if stored.get("key") != other:
             continue
         part = {name: (value[:total] if isinstance(value, torch.Tensor) else value) for name, value in stored.items()}
-        if not torch.equal(part["inputs"], draw_inputs(task, key["sizes"], key["seed"])[0]):
+        drawn = draw_inputs(task, key["sizes"], key["seed"])[0] if drawn is None else drawn
+        if not torch.equal(part["inputs"], drawn):
             continue
         part["labels"] = {name: value[:total] for name, value in stored["labels"].items()}
         part["key"] = key

@@ -132,6 +132,11 @@ def relative_error(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Te
     return ((predicted - target) * weight).norm() / (target * weight).norm().clamp_min(1e-300)
 
 
+def population_metric(population: str) -> str:
+    """The metric of a population's own error: "ring A" -> rel_error_ring_a."""
+    return "rel_error_" + population.lower().replace(" ", "_")
+
+
 def population_errors(populations: dict[str, torch.Tensor], predicted: torch.Tensor,
                       target: torch.Tensor) -> dict[str, torch.Tensor]:
     """`rel_error_<population>` for each population that is not the whole network ("ring A" -> ring_a):
@@ -140,8 +145,8 @@ def population_errors(populations: dict[str, torch.Tensor], predicted: torch.Ten
     errors = {}
     for name, units in populations.items():
         if len(units) < predicted.shape[1]:
-            key = "rel_error_" + name.lower().replace(" ", "_")
-            errors[key] = relative_error(predicted[:, units.to(predicted.device)], target[:, units.to(target.device)])
+            errors[population_metric(name)] = relative_error(predicted[:, units.to(predicted.device)],
+                                                             target[:, units.to(target.device)])
     return errors
 
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, ListConfig
 from rnn_ff.activations import ActivationError, activation_params
 from rnn_ff.network import NetworkError, RecurrentNetwork
 from rnn_ff.tasks.arrays import read_array
-from rnn_ff.tasks.base import Labels, Task, TaskConfigError, require
+from rnn_ff.tasks.base import Labels, Task, TaskConfigError, population_metric, require
 from rnn_ff.tasks.input_sets import IN_PYTHON as INPUTS_IN_PYTHON, InputSet
 
 # An input set at most this large travels in the checkpoint (every epoch's); a larger one is read
@@ -206,9 +206,9 @@ class CustomTask(Task):
             return dale_populations(self.network.weights.cpu()) or super().populations()
         require(isinstance(declared, (Mapping, DictConfig)) and len(declared) > 0, "populations", declared,
                 'give a mapping name -> units, e.g. {excitatory: "0:160", inhibitory: "160:200"}')
-        found = {str(name): unit_indices(value, f"populations.{name}", n) for name, value in self.cfg.populations.items()}
+        found = {str(name): unit_indices(value, f"populations.{name}", n) for name, value in declared.items()}
         every = torch.cat(list(found.values()))
-        require(len(every.unique()) == len(every), "populations", dict(self.cfg.populations),
+        require(len(every.unique()) == len(every), "populations", dict(declared),
                 "populations must not share units")
         return found
 
@@ -219,7 +219,7 @@ class CustomTask(Task):
     def headline_metrics(self) -> tuple[str, ...]:
         """The first population's error where there are several (excitatory, under Dale's law)."""
         names = list(self._populations)
-        return (f"rel_error_{names[0].lower().replace(' ', '_')}",) if len(names) > 1 else ()
+        return (population_metric(names[0]),) if len(names) > 1 else ()
 
     def key_config(self, config: dict) -> dict:
         """What determines the inputs: the input set's content (not its path), or the parameters of
@@ -227,7 +227,7 @@ class CustomTask(Task):
         config = super().key_config(config)
         inputs = config["inputs"]
         if self.input_set is not None:
-            kept = {"input_set_sha256": self.input_set.digest()}
+            kept = {"input_set_sha256": self.input_set.digest, "replace": self.input_set.replace}
         else:
             unused = ("mean", "std") if inputs["distribution"] == "uniform" else ("low", "high")
             kept = {k: v for k, v in inputs.items() if k not in (*unused, "file", "replace")}
@@ -238,16 +238,16 @@ class CustomTask(Task):
         if self.input_set is None:
             return {}
         if sum(a.numel() * a.element_size() for a in self.input_set.arrays.values()) <= STORED_INPUT_BYTES:
-            return {"input_set": dict(self.input_set.arrays), "input_set_replace": self.input_set.replace}
-        return {"input_set_file": self.input_set.source, "input_set_sha256": self.input_set.digest()}
+            return {"input_set": dict(self.input_set.arrays)}
+        return {"input_set_file": self.input_set.source, "input_set_sha256": self.input_set.digest}
 
     @classmethod
     def rebuilt(cls, cfg: CustomConfig, network: RecurrentNetwork, contents: Mapping[str, Any]) -> CustomTask:
         """The task a checkpoint holds: its network, and its input set from `contents` (file_contents)."""
         if "input_set" in contents:
-            return cls(cfg, network, InputSet(dict(contents["input_set"]), cfg.inputs.file, contents["input_set_replace"]))
+            return cls(cfg, network, InputSet(dict(contents["input_set"]), cfg.inputs.file, cfg.inputs.replace))
         task = cls(cfg, network)
-        if "input_set_sha256" in contents and task.input_set.digest() != contents["input_set_sha256"]:
+        if "input_set_sha256" in contents and task.input_set.digest != contents["input_set_sha256"]:
             raise TaskConfigError(f"task.inputs.file: {contents['input_set_file']} has changed since the checkpoint "
                                   "was written (its content differs); restore it to use this checkpoint")
         return task

@@ -11,6 +11,7 @@ are asked for).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping, Sequence
 
 import torch
@@ -73,8 +74,10 @@ class InputSet:
             raise TaskConfigError(f"{self.key}: {self.source} holds inputs of shape {shapes}, but the "
                                   f"network's input matrix takes D={n_inputs} inputs")
 
+    @cached_property
     def digest(self) -> str:
-        return array_digest({**self.arrays, "replace": torch.tensor(float(self.replace))})
+        """SHA-256 of the content, computed once (a large set's checkpoints name it every epoch)."""
+        return array_digest(self.arrays)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """n rows drawn with replacement from all the set's rows: its empirical distribution."""
