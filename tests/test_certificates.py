@@ -168,3 +168,22 @@ def test_a_feed_forward_chain_whose_region_has_no_eigenbasis_converges():
         network.bias = torch.tensor(drive)
         _, path = lsoda(network, np.zeros(4), 100.0)
         np.testing.assert_allclose(state, path[:, -1], atol=1e-9)
+
+
+def test_a_fixed_point_on_a_wall_within_the_integrators_jitter_converges_to_lsodas():
+    """The 200-unit inhibition-stabilized network of issue 21 (80% E, spectral radius 0.9), input 4,915 of
+    a 5,120-input draw: unit 168 settles 5.7e-7 below threshold while dopri5 at the default rtol 1e-4
+    jitters by 4e-5 about the fixed point, so the state keeps crossing that wall and its own region's
+    fixed point lies on the other side. It timed out (1,000 tau) until such a state was moved off the
+    wall (within the integrator's tolerance) and integrated on at a finer tolerance."""
+    from rnn_ff.random_networks import random_ei_network
+
+    network = random_ei_network(200, spectral_radius=0.9)
+    inputs = torch.rand(4916, 200, generator=torch.Generator().manual_seed(0), dtype=torch.float64)[4915:]
+    result = solve(network, inputs, SolverOptions())
+    assert result.status == ["converged"] and result.settle_time.item() <= 100
+    x_star = result.states[0].numpy()
+    assert -1e-6 < x_star[168] < 0
+    driven = RecurrentNetwork(network.weights, network.tau, network.input_matrix, network.drive(inputs)[0])
+    _, path = lsoda(driven, np.zeros(200), 2000.0)
+    np.testing.assert_allclose(path[:, -1], x_star, atol=1e-8)

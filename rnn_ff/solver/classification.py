@@ -53,12 +53,20 @@ from rnn_ff.solver.regions import (
 )
 
 
+# A state this many integrator tolerances (rtol |x*| + atol) from a stable fixed point that its certificate
+# does not reach is held back by the integrator's jitter, not in transit.
+PRECISION_REACH = 10.0
+
+
 @dataclass
 class WindowVerdict:
     polished: torch.Tensor  # (B, N) the fixed point a sample is bound for, where one was found; else its state
     accepted: torch.Tensor  # (B,) converged: a stable fixed point the trajectory is bound for
     on_unstable: torch.Tensor  # (B,) sitting on a fixed point that is not stable
     near_stable: torch.Tensor  # (B,) in the region of a stable fixed point (ReLU), or near one (smooth)
+    # (B,) within a few integrator tolerances of a stable fixed point that its certificate does not reach
+    # (a fixed point on a wall, a ball smaller than the jitter): integrate on at a finer tolerance
+    needs_precision: torch.Tensor
 
 
 def judge(network: RecurrentNetwork, fixed: torch.Tensor, states: torch.Tensor, drive: torch.Tensor,
@@ -73,12 +81,20 @@ def judge(network: RecurrentNetwork, fixed: torch.Tensor, states: torch.Tensor, 
     is_fixed = torch.isfinite(fixed).all(-1) & consistent
     is_fixed &= network.residual(fixed, drive).abs().amax(-1) <= residual_tol * scale
     distance = (fixed - states).abs().amax(-1)
+    jitter = options.rtol * scale + options.atol
     return WindowVerdict(
         polished=torch.where(is_fixed[:, None], fixed, states),
         accepted=is_fixed & stable & bound_for,
         on_unstable=is_fixed & unstable & (distance <= options.unstable_distance * scale),
         near_stable=is_fixed & stable if attracted is None else attracted,
+        needs_precision=is_fixed & stable & ~bound_for & (distance <= PRECISION_REACH * jitter),
     )
+
+
+def nothing_found(states: torch.Tensor) -> WindowVerdict:
+    """The verdict on samples not judged this window: their states stand, nothing is decided."""
+    undecided = torch.zeros(len(states), dtype=torch.bool, device=states.device)
+    return WindowVerdict(states.clone(), undecided, undecided.clone(), undecided.clone(), undecided.clone())
 
 
 class PiecewiseLinearJudge:
@@ -99,35 +115,47 @@ class PiecewiseLinearJudge:
         self.regions_by_diagonal = 0  # of them, proved stable by the global search's best D
         self.table_bytes, self.work_elements = _budgets(device)
 
-    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
-        """In groups small enough that the regions of one group fit the table's memory (every sample
-        may be in a region of its own), so that memory is bounded whatever the chunk."""
-        n, width = states.shape[1], max(1, int((states > 0).sum(1).max()))  # host round trip
+    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor,
+                 resting: torch.Tensor) -> WindowVerdict:
+        """The resting candidates only (a sample that changed region at the end of the window is in
+        transit: its region's fixed point is not worth a solve), in groups small enough that the
+        regions of one group fit the table's memory (every sample may be in a region of its own), so
+        that memory is bounded whatever the chunk."""
+        judged = candidates & resting
+        n = states.shape[1]
+        width, n_judged = torch.stack([torch.where(judged, (states > 0).sum(1), 0).max(),
+                                       judged.sum()]).tolist()  # host round trip
+        chosen = torch.argsort((~judged).to(torch.int8), stable=True)[:n_judged]
+        verdict = nothing_found(states)
+        width = max(1, width)
         group = max(1, self.table_bytes // (2 * row_bytes(n, width)))
-        verdicts = [self._classify(states[i:i + group], drive[i:i + group], candidates[i:i + group], width)
-                    for i in range(0, len(states), group)]
-        return WindowVerdict(*(torch.cat(parts) for parts in zip(*(vars(v).values() for v in verdicts))))
+        for i in range(0, n_judged, group):
+            part = chosen[i:i + group]
+            found = self._classify(states[part], drive[part], candidates[part], width)
+            for name, value in vars(found).items():
+                getattr(verdict, name)[part] = value
+        return verdict
 
     def _classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor,
                   width: int) -> WindowVerdict:
-        active_units = states > 0
         n = states.shape[1]
-        block = max(1, self.work_elements // (n * max(width, GRID)))
         # Each sample's own region fixed point first: only regions where it lies inside the
         # region (a real fixed point of the network) are worth an eigen-analysis.
-        fixed = torch.cat([active_set_fixed_points(self.network, drive[i:i + block],
-                                                   *padded_active_sets(active_units[i:i + block], width))
-                           for i in range(0, len(states), block)])
+        fixed = self._region_fixed_points(states > 0, drive, width)
+        states, fixed, width = self._off_the_wall(states, drive, candidates, fixed, width)
+        active_units = states > 0
         # x* must lie in the region it was solved for: a unit a hair above threshold whose
         # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
         consistent = candidates & torch.isfinite(fixed).all(-1) & ((fixed > 0) == active_units).all(-1)
         # A region is analysed once a sample is nearer to its x* than x* is to the region's walls, or
-        # within accept_distance of it (the integrator's jitter about x* may exceed a wall's distance):
-        # one farther away is still in transit (it may cross into another region first) and is judged
-        # again after the next window.
+        # within the integrator's jitter of it (rtol and atol: that jitter about x* may exceed a wall's
+        # distance): one farther away is still in transit (it may cross into another region first, and
+        # at a thousand units an analysis costs as much as a hundred windows of integration) and is
+        # judged again after the next window.
         wall = torch.where(fixed != 0, fixed.abs(), math.inf).amin(-1)
         distance = (fixed - states).abs().amax(-1)
-        near = distance <= torch.maximum(wall, self.options.accept_distance * (1.0 + fixed.abs().amax(-1)))
+        jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol
+        near = distance <= torch.maximum(wall, jitter)
         rows = self._rows(states, consistent & near, width)
         table = self.table
         block = max(1, self.work_elements // (n * max(table.width, GRID)))
@@ -144,7 +172,6 @@ class PiecewiseLinearJudge:
         # A region that D proved stable has only its diagonal ellipsoid; a sample that the integrator's
         # jitter keeps outside it (a wall nearer to x* than that jitter) needs the modal certificate:
         # its region is analysed again with eigenvectors, for the next window.
-        jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol
         by_diagonal = ~table.certifiable[rows] & (table.lyapunov_diagonal[rows, 0] > 0)
         to_reanalyse = consistent & ~certified & by_diagonal & (distance <= jitter)
         n_check, n_reanalyse = torch.stack([to_check.sum(), to_reanalyse.sum()]).tolist()  # host round trip
@@ -158,6 +185,42 @@ class PiecewiseLinearJudge:
         max_real = table.max_real[rows]
         stable, unstable = max_real < -self.options.stability_margin, max_real >= -self.options.stability_margin
         return judge(self.network, fixed, states, drive, stable, unstable, certified, consistent, self.options)
+
+    def _region_fixed_points(self, active_units: torch.Tensor, drive: torch.Tensor, width: int) -> torch.Tensor:
+        """The fixed point of each sample's region (nan where singular). A large network on the CPU
+        solves each sample on its own active set (often a low-rank update: few units are off); elsewhere
+        one padded batched solve per block keeps the device busy without round trips."""
+        if self.exact.per_sample:
+            return self.exact(active_units, drive)
+        block = max(1, self.work_elements // (active_units.shape[1] * max(width, GRID)))
+        return torch.cat([active_set_fixed_points(self.network, drive[i:i + block],
+                                                  *padded_active_sets(active_units[i:i + block], width))
+                          for i in range(0, len(drive), block)])
+
+    def _off_the_wall(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor,
+                      fixed: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(states, fixed points, width) with each sample that sits on a wall moved off it. Where a
+        region's fixed point lies on a wall (a unit's x*_i within a hair of 0), the integrator's
+        jitter keeps its state crossing the wall, in the region on either side, and its own region's
+        fixed point is then on the other side: never consistent, a timeout. Such a sample, whose
+        every unit on the wrong side of its x* is within the integrator's tolerance (rtol, atol) of
+        0, is put on x*'s side (0 for a unit that x* turns off, a point between 0 and x*_i, at most
+        that tolerance away, for one it turns on): a state as close to the computed trajectory as
+        the integrator vouches for, now in the region x* points to, whose fixed point is solved and
+        judged from that state like any other."""
+        jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol
+        wrong_side = torch.isfinite(fixed) & ((fixed > 0) != (states > 0))
+        on_wall = candidates & wrong_side.any(-1) & (torch.where(wrong_side, states.abs(), 0).amax(-1) <= jitter)
+        members = on_wall.nonzero().squeeze(1)  # host round trip
+        if not len(members):
+            return states, fixed, width
+        onto_side = torch.where(fixed[members] > 0, torch.minimum(fixed[members], jitter[members, None]) / 2, 0.0)
+        moved = torch.where(wrong_side[members], onto_side, states[members])
+        states, fixed = states.clone(), fixed.clone()
+        states[members] = moved
+        width = max(width, int((moved > 0).sum(1).max()))  # host round trip
+        fixed[members] = self._region_fixed_points(moved > 0, drive[members], width)
+        return states, fixed, width
 
     def _rows(self, states: torch.Tensor, consistent: torch.Tensor, width: int) -> torch.Tensor:
         """Each state's row in the region table, analysing the regions met for the first time.
@@ -208,25 +271,24 @@ class PiecewiseLinearJudge:
         self.unstable_keys = torch.cat([self.unstable_keys, keys[unstable]])
 
     def _append(self, new: RegionTable) -> None:
-        """Add rows to the table in place; when they do not fit, rebuild it a quarter wider than it needs,
-        with room for as many rows as the table's memory holds (allocated, not touched: the pages
-        are only used as rows are written). A concatenation per window would copy the whole table."""
+        """Add rows to the table in place; when they do not fit, move the rows in use into a new table a
+        quarter wider than it needs, with room for as many rows as the table's memory holds (allocated,
+        not touched: the pages are only used as rows are written). A concatenation per window would
+        copy the whole table."""
         table, start, end = self.table, self.n_rows, self.n_rows + len(new)
         new = new if table.compact else new.full()
-        fits = end <= len(table) and new.width <= table.width and new.compact == table.compact and not (
-            new.resonant_coupling is not None and table.resonant_coupling is None)
-        if fits:
-            new = new.padded(table.width)
-            new = new if table.resonant_coupling is None else new.with_resonant_coupling()
-            for name, value in vars(new).items():
-                if isinstance(value, torch.Tensor):
-                    getattr(table, name)[start:end] = value
-        else:
+        if new.resonant_coupling is not None and table.resonant_coupling is None:
+            table = table.with_resonant_coupling()  # (a view of the rows in use is enough below)
+        fits = end <= len(table) and new.width <= table.width and new.compact == table.compact
+        if not fits:
             n = self.network.n_units
-            width = min(n, max(table.width, -(-5 * new.width // 4)))
-            used = RegionTable.concat(table.select(torch.arange(start, device=new.keys.device)), new).padded(width)
-            self.table = used.with_capacity(max(2 * len(used), self.table_bytes // row_bytes(n, width)))
-        self.n_rows = end
+            in_use = table.select(torch.arange(start, device=new.keys.device))
+            if in_use.compact != new.compact:
+                in_use, new = in_use.full(), new.full()
+            width = min(n, max(in_use.width, -(-5 * new.width // 4)))
+            table = in_use.with_capacity(max(2 * end, self.table_bytes // row_bytes(n, width)), width)
+        table.write(start, new)
+        self.table, self.n_rows = table, end
 
     def final_answers(self, states: torch.Tensor, drive: torch.Tensor, converged: torch.Tensor) -> torch.Tensor:
         """The converged samples' fixed points solved on their own region (on the CPU independent of
@@ -253,7 +315,9 @@ class SmoothJudge:
                  proof: GlobalProof) -> None:
         self.network, self.options, self.proof = network, options, proof
 
-    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
+    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor,
+                 resting: torch.Tensor) -> WindowVerdict:
+        """`resting` is not used: nearness is read off the residual (a smooth network has no regions)."""
         network, options = self.network, self.options
         scale_now = 1.0 + states.abs().amax(-1)
         near = candidates & (network.residual(states, drive).abs().amax(-1) <= options.accept_distance * scale_now)
@@ -318,9 +382,10 @@ class GloballyStablePiecewiseLinearJudge:
         self.network, self.options, self.proof = network, options, proof
         self.exact = ExactSolver(network)
 
-    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor) -> WindowVerdict:
+    def classify(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor,
+                 resting: torch.Tensor) -> WindowVerdict:
         network, options = self.network, self.options
-        members = candidates.nonzero().squeeze(1)  # host round trip
+        members = (candidates & resting).nonzero().squeeze(1)  # host round trip
         fixed = states.clone()
         consistent = torch.zeros(len(states), dtype=torch.bool, device=states.device)
         if len(members):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
@@ -51,6 +52,8 @@ from rnn_ff.solver.tracking import RunningSamples
 
 _CPU_CHUNK = 16384  # beyond this a CPU gains nothing from larger batches
 _GPU_CHUNK = 2**20
+# A sample that the integrator's jitter keeps from its certificate integrates on at tolerances this much finer.
+PRECISION_FACTOR = 1e-4
 _CPU_CHUNK_BYTES = 2**29  # the integration state of one CPU chunk (about 40 state-sized tensors per sample)
 
 
@@ -174,10 +177,9 @@ def _solve_chunk(network: RecurrentNetwork, integrated_network: RecurrentNetwork
     nfe = torch.zeros(batch, dtype=torch.long, device=device)
     settle_time = torch.zeros(batch, dtype=dtype, device=device)
     running = RunningSamples.start(drive.to(integration_dtype), starts.to(integration_dtype))
-    elapsed, window_index, n_running = 0.0, 0, batch
+    elapsed, window_index, n_running, n_precise = 0.0, 0, batch, 0
     while n_running and elapsed < max_time:
-        trajectory, window_nfe, integrated = integrate_window(integrated_network, running.states, running.drive,
-                                                              times, options)
+        trajectory, window_nfe, integrated = _integrate(integrated_network, running, times, options, n_precise)
         elapsed += window
         window_index += 1
         decided, answer = _decide(judge, running, trajectory, integrated, drive[running.ids], options, window_index,
@@ -186,7 +188,9 @@ def _solve_chunk(network: RecurrentNetwork, integrated_network: RecurrentNetwork
         states[running.ids] = answer
         nfe[running.ids] += window_nfe
         settle_time[running.ids] = elapsed
-        counts = tally(decided, len(STATUSES) + 1, offset=1).tolist()  # the loop's one host round trip
+        counts = tally(decided, len(STATUSES) + 1, offset=1)
+        n_precise, *counts = torch.cat([(running.precise & (decided == RUNNING)).sum()[None],
+                                        counts]).tolist()  # the loop's one host round trip
         n_running = counts[0]
         for name, count in zip(STATUSES, counts[1:]):
             totals[name] += count
@@ -206,6 +210,22 @@ def _solve_chunk(network: RecurrentNetwork, integrated_network: RecurrentNetwork
             "nfe": nfe, "settle_time": settle_time}
 
 
+def _integrate(network: RecurrentNetwork, running: RunningSamples, times: torch.Tensor, options: SolverOptions,
+               n_precise: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One window for the running samples: the last n_precise at a tolerance 10^4 times finer (down to
+    100 ulp of the integration dtype), the rest at the options' own."""
+    n_usual = len(running) - n_precise
+    if not n_precise:
+        return integrate_window(network, running.states, running.drive, times, options)
+    eps = torch.finfo(running.states.dtype).eps
+    precise = replace(options, rtol=max(options.rtol * PRECISION_FACTOR, 100 * eps),
+                      atol=max(options.atol * PRECISION_FACTOR, 100 * eps))
+    parts = [integrate_window(network, running.states[n_usual:], running.drive[n_usual:], times, precise)]
+    if n_usual:
+        parts.insert(0, integrate_window(network, running.states[:n_usual], running.drive[:n_usual], times, options))
+    return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
+
+
 def _decide(judge, running: RunningSamples, trajectory: torch.Tensor, integrated: torch.Tensor, drive: torch.Tensor,
             options: SolverOptions, window_index: int, spacing: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Each running sample's status after this window (RUNNING if undecided) and its answer
@@ -215,9 +235,15 @@ def _decide(judge, running: RunningSamples, trajectory: torch.Tensor, integrated
     safe_end = torch.where(finite[:, None], end, 0.0).to(drive.dtype)
     diverged = finite & (safe_end.abs().amax(-1) > options.diverge_threshold)
     candidates = finite & ~diverged
-    verdict = judge.classify(safe_end, drive, candidates)
+    # In transit: the active set changed over the window's last stretch, by more than the integrator's
+    # jitter about a fixed point on a wall (the judge solves no region's fixed point for it this window).
+    before = torch.where(finite[:, None], trajectory[-2], 0.0).to(drive.dtype)
+    moved = (safe_end - before).abs().amax(-1) > options.accept_distance * (1.0 + safe_end.abs().amax(-1))
+    resting = ((safe_end > 0) == (before > 0)).all(-1) | ~moved
+    verdict = judge.classify(safe_end, drive, candidates, resting)
     running.unstable_streak = torch.where(verdict.on_unstable & candidates, running.unstable_streak + 1, 0)
     running.near_attractor |= verdict.near_stable & candidates
+    running.precise |= verdict.needs_precision & candidates
     running.track(trajectory, spacing, window_index, options)
     oscillating = torch.zeros_like(finite)
     if window_index % options.oscillation_windows == 0:

@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -44,7 +45,8 @@ NO_REGION = -1  # the key word of the placeholder row
 RETIRED_REGION = -2  # minus its row: the key words of a row replaced by another (found by no sample)
 _SCREEN_ELEMENTS = 2**23  # elements of one batch of blocks in the stability screen
 _SOLVE_ELEMENTS = 2**23  # elements of one batch of (|S| x |S| and N x |S|) blocks in the exact solve
-_ANALYSIS_BYTES = 2**28  # work memory of one batch of the eigen-analysis
+_ANALYSIS_BYTES = 2**28  # work memory of the eigen-analysis's batches in progress (one per core)
+T, R = TypeVar("T"), TypeVar("R")
 
 
 @dataclass
@@ -122,46 +124,66 @@ class RegionTable:
 
     def padded(self, width: int) -> RegionTable:
         """The same regions, padded with dummy units to `width` >= P."""
-        extra = width - self.width
-        if extra <= 0:
+        if width <= self.width:
             return self
-        g = len(self)
-        slots = {"active": torch.cat([self.active, torch.zeros_like(self.active[:, :1]).expand(g, extra)], 1),
-                 "valid": torch.cat([self.valid, torch.zeros_like(self.valid[:, :1]).expand(g, extra)], 1),
-                 "reach_active": torch.cat([self.reach_active, self.reach_active.new_zeros(g, extra)], 1),
-                 "lyapunov_diagonal": torch.cat([self.lyapunov_diagonal, self.lyapunov_diagonal.new_zeros(g, extra)], 1)}
-        if self.compact:
-            return RegionTable(**{**vars(self), **slots})
-        n = self.coupling.shape[1]
-        dummy = torch.full((g, extra), _DUMMY_EIGENVALUE, dtype=self.eigenvalues.dtype, device=self.keys.device)
-        zeros = torch.zeros(g, n, extra, dtype=self.coupling.dtype, device=self.keys.device)
-        return RegionTable(**{**vars(self), **slots,
-                              "eigenvalues": torch.cat([self.eigenvalues, dummy], 1),
-                              "vectors": _embed(self.vectors, width), "inverse_vectors": _embed(self.inverse_vectors, width),
-                              "coupling": torch.cat([self.coupling, zeros], 2), "lyapunov": _embed(self.lyapunov, width),
-                              "vectors_magnitude": _embed(self.vectors_magnitude, width),
-                              "coupling_magnitude": torch.cat([self.coupling_magnitude, zeros.real], 2),
-                              "resonant_coupling": None if self.resonant_coupling is None
-                              else torch.cat([self.resonant_coupling, zeros], 2)})
+        out = self.allocated(len(self), width)
+        out.write(0, self)
+        return out
 
     @staticmethod
     def concat(first: RegionTable, second: RegionTable) -> RegionTable:
-        width = max(first.width, second.width)
         if first.compact != second.compact:
             first, second = first.full(), second.full()
-        first, second = first.padded(width), second.padded(width)
-        if (first.resonant_coupling is None) != (second.resonant_coupling is None):
-            first, second = first.with_resonant_coupling(), second.with_resonant_coupling()
-        return RegionTable(**{name: value if value is None or isinstance(value, bool)
-                              else torch.cat([value, getattr(second, name)]) for name, value in vars(first).items()})
+        if second.resonant_coupling is not None:
+            first = first.with_resonant_coupling()
+        out = first.allocated(len(first) + len(second), max(first.width, second.width))
+        out.write(0, first)
+        out.write(len(first), second)
+        return out
 
-    def with_capacity(self, rows: int) -> RegionTable:
-        """The same regions followed by uninitialised rows, up to `rows` in all (none read before written)."""
-        def grown(value: torch.Tensor) -> torch.Tensor:
-            out = value.new_empty((max(rows, len(value)), *value.shape[1:]))
-            out[:len(value)] = value
-            return out
-        return self._map(grown)
+    def with_capacity(self, rows: int, width: int | None = None) -> RegionTable:
+        """The same regions (padded to `width`) followed by uninitialised rows, up to `rows` in all
+        (none read before written; the pages are only used as rows are written)."""
+        out = self.allocated(max(rows, len(self)), max(width or 0, self.width))
+        out.write(0, self)
+        return out
+
+    def allocated(self, rows: int, width: int) -> RegionTable:
+        """An uninitialised table of `rows` rows of `width` slots, of this one's kind."""
+        def empty(name: str, value: torch.Tensor) -> torch.Tensor:
+            shape = list(value.shape)
+            shape[0] = rows
+            for dim in _slot_dims(name, self.compact):
+                shape[dim] = width
+            return value.new_empty(shape)
+        return RegionTable(**{name: value if value is None or isinstance(value, bool) else empty(name, value)
+                              for name, value in vars(self).items()})
+
+    def write(self, start: int, rows: RegionTable) -> None:
+        """Put `rows` (of this kind, at most this width) at rows start, start + 1, ... of this table, their
+        slots padded with decoupled dummy units (identity rows in I - W_SS, eigenvalue -1, zero coupling),
+        which leave the real block's solution and eigenvectors untouched."""
+        end, p = start + len(rows), rows.width
+        for name, value in vars(self).items():
+            if value is None or isinstance(value, bool):
+                continue
+            source = getattr(rows, name)
+            if source is None:  # a resonant coupling that these rows do not have
+                value[start:end] = 0
+                continue
+            dims = _slot_dims(name, self.compact)
+            target = value[start:end]
+            if value.shape[1:] == source.shape[1:]:
+                target.copy_(source)
+                continue
+            target.fill_(_SLOT_PADDING.get(name, 0))
+            if len(dims) == 2:  # a square block: identity on the dummy units
+                target.diagonal(dim1=1, dim2=2)[:, p:] = 1
+                target[:, :p, :p] = source
+            elif dims == (1,):
+                target[:, :p] = source
+            else:
+                target[:, :, :p] = source
 
     def with_resonant_coupling(self) -> RegionTable:
         """The same table with an explicit (zero where absent) resonant coupling."""
@@ -170,13 +192,17 @@ class RegionTable:
         return RegionTable(**{**vars(self), "resonant_coupling": torch.zeros_like(self.coupling)})
 
 
-def _embed(matrices: torch.Tensor, width: int) -> torch.Tensor:
-    """(G, P, P) -> (G, width, width) with the identity on the new diagonal entries."""
-    g, p = matrices.shape[0], matrices.shape[1]
-    out = torch.zeros(g, width, width, dtype=matrices.dtype, device=matrices.device)
-    out[:, :p, :p] = matrices
-    out[:, range(p, width), range(p, width)] = 1
-    return out
+# Where a table field's slots (padded active units) are: dims of size P (the modal fields are
+# placeholders of width 1 in a compact table).
+_SLOT_FIELDS = {"active": (1,), "valid": (1,), "reach_active": (1,), "lyapunov_diagonal": (1,)}
+_MODAL_FIELDS = {"eigenvalues": (1,), "vectors": (1, 2), "inverse_vectors": (1, 2), "lyapunov": (1, 2),
+                 "vectors_magnitude": (1, 2), "coupling": (2,), "coupling_magnitude": (2,),
+                 "resonant_coupling": (2,)}
+_SLOT_PADDING = {"eigenvalues": _DUMMY_EIGENVALUE, "valid": False}
+
+
+def _slot_dims(name: str, compact: bool) -> tuple[int, ...]:
+    return _SLOT_FIELDS.get(name, ()) + (() if compact else _MODAL_FIELDS.get(name, ()))
 
 
 def key_words(n: int) -> int:
@@ -281,13 +307,16 @@ def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
         studied, unstable = torch.arange(len(masks)), torch.zeros(0, dtype=torch.long)
     if not len(studied):
         return RegionAnalysis(None, studied, unstable, 0)
-    rows = max(1, _ANALYSIS_BYTES // analysis_bytes(network.n_units, width))
-    tables, order, by_diagonal = [], [], 0
-    for part in studied.split(rows):
-        table, part_order, proved = _host_analysis(network, masks[part], keys[part], dtype, stability_margin, diagonal)
-        tables.append(table)
-        order.append(part[part_order.to(part.device)])
-        by_diagonal += proved
+    # Batches sized by memory, and at least one per CPU core: each core analyses its own batch
+    # (LAPACK's eig gains little from threads of its own, and runs single-threaded here).
+    workers = torch.get_num_threads()
+    rows = max(1, min(_ANALYSIS_BYTES // workers // analysis_bytes(network.n_units, width), -(-len(studied) // workers)))
+    parts = studied.split(rows)
+    results = on_cpu_cores(lambda part: _host_analysis(network, masks[part], keys[part], dtype, stability_margin,
+                                                       diagonal), parts)
+    tables = [table for table, _, _ in results]
+    order = [part[part_order.to(part.device)] for part, (_, part_order, _) in zip(parts, results)]
+    by_diagonal = sum(proved for _, _, proved in results)
     table = tables[0]
     for more in tables[1:]:
         table = RegionTable.concat(table, more)
@@ -428,14 +457,21 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     certifiable = stable & (condition < 1e8) & torch.isfinite(values).all(-1)
     inverse = torch.where(certifiable[:, None, None], inverse, 0)
     inactive = ~masks  # (G, N)
-    # Q = W_RS V, in full N rows (active rows zeroed) and padded columns (padding columns of W zeroed).
-    full = torch.where(inactive[:, :, None], _onto(weights, active, valid).to(torch.complex128) @ vectors, 0)
-    resonance = 1.0 + tau[None, :, None] * values[:, None, :]  # (G, N, P)
+    # Q = W_RS V, in full N rows (active rows zeroed) and padded columns (padding columns of W zeroed),
+    # as one real product with V's real and imaginary parts side by side (half a complex product's work).
+    parts = (_onto(weights, active, valid) @ torch.view_as_real(vectors).flatten(-2)).unflatten(-1, (-1, 2))
+    full = torch.where(inactive[:, :, None], torch.view_as_complex(parts.contiguous()), 0)
+    # 1 + tau_i lambda_k, formed for each distinct tau (a network has a few) and gathered by unit.
+    taus, tau_index = torch.unique(tau, return_inverse=True)
+    resonance = (1.0 + taus[None, :, None] * values[:, None, :])[:, tau_index]  # (G, N, P)
     singular = resonance.abs() <= 1e-8  # lambda_k = -1/tau_i: the driven term becomes t exp(lambda_k t) / tau_i
     resonant = singular & inactive[:, :, None] & valid[:, None, :]
-    coupling = torch.where(singular, 0, full / torch.where(singular, 1, resonance))
-    resonant_coupling = torch.where(resonant, full / tau[None, :, None], 0)
     has_resonance = resonant.flatten(1).any(1)
+    coupling = full / torch.where(singular, 1, resonance)
+    resonant_coupling = None
+    if has_resonance.any():
+        resonant_coupling = torch.where(resonant, full / tau[None, :, None], 0)
+        coupling = torch.where(singular, 0, coupling)
     # t exp(alpha t) <= 2 / (e |alpha|) exp(alpha t / 2): a resonance halves the decay rate of the bound.
     resonant_factor = torch.where(has_resonance, 2.0 / (math.e * -max_real), 0.0)
     off_decay = torch.where(inactive, -1.0 / tau, -math.inf).amax(-1)
@@ -456,7 +492,7 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
                        resonant_factor=resonant_factor, has_lyapunov=has_lyapunov, lyapunov=lyapunov,
                        lyapunov_diagonal=torch.zeros(g, width, dtype=torch.float64), reach_active=reach_active,
                        reach_inactive=reach_inactive, vectors_magnitude=vectors.abs(), coupling_magnitude=coupling.abs(),
-                       resonant_coupling=resonant_coupling if has_resonance.any() else None)
+                       resonant_coupling=resonant_coupling)
 
 
 @dataclass
@@ -727,6 +763,22 @@ def _placement(table: RegionTable, rows: torch.Tensor, n: int, dtype: torch.dtyp
     """(B, P, N) 0/1 matrix that puts each sample's padded S coordinates at their units."""
     units = torch.arange(n, device=rows.device)
     return ((table.active[rows][:, :, None] == units) & table.valid[rows][:, :, None]).to(dtype)
+
+
+def on_cpu_cores(work: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+    """[work(part) for part in parts], spread over torch's CPU threads, each running its part with
+    single-threaded LAPACK (torch releases the GIL inside its kernels): for batches of small dense
+    factorisations, a core per batch is about twice as fast on two cores as two threads per call."""
+    workers = min(torch.get_num_threads(), len(parts))
+    if workers <= 1:
+        return [work(part) for part in parts]
+
+    def run(part: T) -> R:
+        torch.set_num_threads(1)  # this worker's own thread count (and LAPACK's)
+        return work(part)
+
+    with single_threaded_lapack(), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(run, parts))
 
 
 @contextmanager

@@ -26,13 +26,15 @@ class RunningSamples:
     speed_early: torch.Tensor  # max speed in the first half of the block
     speed_late: torch.Tensor  # max speed in the second half of the block
     near_attractor: torch.Tensor  # a window of the block ended in the region (or near) of a stable fixed point
+    precise: torch.Tensor  # integrated at the finer tolerance (the judge's needs_precision, once set, stays)
 
     @classmethod
     def start(cls, drive: torch.Tensor, states: torch.Tensor) -> RunningSamples:
         ids = torch.arange(len(drive), device=drive.device)
         zeros = torch.zeros(len(ids), dtype=drive.dtype, device=drive.device)
+        no = torch.zeros_like(ids, dtype=torch.bool)
         return cls(ids, states, drive, torch.zeros_like(ids), zeros, states.clone(), states.clone(), zeros.clone(),
-                   zeros.clone(), torch.zeros_like(ids, dtype=torch.bool))
+                   zeros.clone(), no, no.clone())
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -71,7 +73,9 @@ class RunningSamples:
         self.near_attractor = torch.zeros_like(self.near_attractor)
 
     def keep(self, end: torch.Tensor, still_running: torch.Tensor, n_running: int) -> RunningSamples:
-        """The samples still running (n_running of them, a host-known count), with their new states."""
-        order = torch.argsort((~still_running).to(torch.int8), stable=True)[:n_running]
+        """The samples still running (n_running of them, a host-known count), with their new states:
+        those integrated at the usual tolerance first, then the precise ones."""
+        order = torch.argsort(2 * (~still_running).to(torch.int8) + self.precise.to(torch.int8),
+                              stable=True)[:n_running]
         self.states = end
         return RunningSamples(**{f.name: getattr(self, f.name)[order] for f in fields(self)})
