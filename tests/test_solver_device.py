@@ -100,10 +100,10 @@ def syncs_per_window(monkeypatch, network, inputs) -> list[int]:
 
 
 def test_a_window_waits_for_the_host_a_constant_number_of_times(monkeypatch):
-    """At most 7 per window (the status counts; the largest active set; the unique of the active
-    sets; how many samples go on to the certificate's path check; how many new regions the
-    stability screen leaves to the eigensolver; those to the CPU and back), the same for 32 or
-    512 inputs and for 1 or hundreds of regions."""
+    """At most 7 per window on the CPU (the status counts; the largest active set; which samples sit on
+    a wall; the unique of the active sets; how many samples go on to the certificate's path check; new
+    regions to the CPU and their table back; a GPU adds how many of them its stability screen leaves to
+    the eigensolver), the same for 32 or 512 inputs and for 1 or hundreds of regions."""
     network = wta_network(WTAConfig(n_excitatory=16, self_excitation=1.2))  # competition takes several windows
     generator = torch.Generator().manual_seed(0)
     many_regions = torch.rand(512, 16, generator=generator, dtype=torch.float64)

@@ -11,12 +11,13 @@ solver class from a table), so that the window loop never asks which kind it has
   point, the eigenvalues of the Jacobian there, and a ball about it proved to contract onto it
   (rnn_ff/solver/smooth.py).
 
-Host round trips per window (outside the integrator): the piecewise-linear judge makes three
-(the largest active set, which sizes the batched solve; torch.unique of the active sets; how
-many samples go on to the certificate's path check) and three more when new regions appear
-(how many of them the stability screen leaves undecided or stable; their masks go to the CPU
-for the eigen-analysis; the table comes back); the smooth judge makes two (which samples are near a fixed point; their
-Jacobians' eigenvalues on the CPU).
+Host round trips per window (outside the integrator): the piecewise-linear judge makes four
+(the largest active set and how many samples rest in a region, which size the batched solve;
+which samples sit on a wall; torch.unique of the active sets; how many samples go on to the
+certificate's path check), one more when a sample sits on a wall, and three more when new
+regions appear (how many of them the stability screen leaves undecided or stable; their masks go
+to the CPU for the eigen-analysis; the table comes back); the smooth judge makes two (which
+samples are near a fixed point; their Jacobians' eigenvalues on the CPU).
 """
 
 from __future__ import annotations

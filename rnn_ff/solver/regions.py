@@ -131,14 +131,20 @@ class RegionTable:
         return out
 
     @staticmethod
-    def concat(first: RegionTable, second: RegionTable) -> RegionTable:
-        if first.compact != second.compact:
-            first, second = first.full(), second.full()
-        if second.resonant_coupling is not None:
+    def concat(*tables: RegionTable) -> RegionTable:
+        """The tables' rows, in order, in one table (full unless every one is compact)."""
+        if len(tables) == 1:
+            return tables[0]
+        if not all(table.compact for table in tables):
+            tables = tuple(table.full() for table in tables)
+        first = tables[0]
+        if any(table.resonant_coupling is not None for table in tables):
             first = first.with_resonant_coupling()
-        out = first.allocated(len(first) + len(second), max(first.width, second.width))
-        out.write(0, first)
-        out.write(len(first), second)
+        out = first.allocated(sum(len(table) for table in tables), max(table.width for table in tables))
+        start = 0
+        for table in tables:
+            out.write(start, table)
+            start += len(table)
         return out
 
     def with_capacity(self, rows: int, width: int | None = None) -> RegionTable:
@@ -307,41 +313,46 @@ def analyse_regions(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
         studied, unstable = torch.arange(len(masks)), torch.zeros(0, dtype=torch.long)
     if not len(studied):
         return RegionAnalysis(None, studied, unstable, 0)
-    # Batches sized by memory, and at least one per CPU core: each core analyses its own batch
-    # (LAPACK's eig gains little from threads of its own, and runs single-threaded here).
-    workers = torch.get_num_threads()
-    rows = max(1, min(_ANALYSIS_BYTES // workers // analysis_bytes(network.n_units, width), -(-len(studied) // workers)))
-    parts = studied.split(rows)
-    results = on_cpu_cores(lambda part: _host_analysis(network, masks[part], keys[part], dtype, stability_margin,
-                                                       diagonal), parts)
-    tables = [table for table, _, _ in results]
-    order = [part[part_order.to(part.device)] for part, (_, part_order, _) in zip(parts, results)]
-    by_diagonal = sum(proved for _, _, proved in results)
-    table = tables[0]
-    for more in tables[1:]:
-        table = RegionTable.concat(table, more)
-    return RegionAnalysis(table, torch.cat(order), unstable, by_diagonal)
+    table, order, by_diagonal = _host_analysis(network, masks[studied], keys[studied], dtype, stability_margin,
+                                               width, diagonal)
+    return RegionAnalysis(table, studied[order.to(studied.device)], unstable, by_diagonal)
 
 
 def _host_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, dtype: torch.dtype,
-                   stability_margin: float, diagonal: torch.Tensor | None) -> tuple[RegionTable, torch.Tensor, int]:
-    """One batch of regions analysed on the CPU (the masks go there once, the table back once):
-    those that D proves stable get a compact row, the others an eigen-analysis. Returns the table,
-    for each of its rows the region's position in the batch, and how many D proved."""
-    masks = masks.cpu()
+                   stability_margin: float, width: int,
+                   diagonal: torch.Tensor | None) -> tuple[RegionTable, torch.Tensor, int]:
+    """The regions analysed on the CPU: their masks go there once and their table comes back once. In
+    between, batches sized by the memory each needs and at least one per CPU core, each on a core of
+    its own (LAPACK's eig gains little from threads of its own, and runs single-threaded here).
+    Returns the table (in `dtype`, on `keys`' device), for each of its rows the region's position
+    among the masks, and how many D proved."""
+    masks, cpu_keys = masks.cpu(), keys.cpu()
+    workers = torch.get_num_threads()
+    rows = max(1, min(_ANALYSIS_BYTES // workers // analysis_bytes(network.n_units, width), -(-len(masks) // workers)))
+    parts = torch.arange(len(masks)).split(rows)
+    results = on_cpu_cores(lambda part: _analysed_batch(network, masks[part], cpu_keys[part], stability_margin,
+                                                        diagonal), parts)
+    table = RegionTable.concat(*(table for table, _, _ in results))
+    order = torch.cat([part[part_order] for part, (_, part_order, _) in zip(parts, results)])
+    return table.to(keys.device, dtype), order, sum(proved for _, _, proved in results)
+
+
+def _analysed_batch(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.Tensor, stability_margin: float,
+                    diagonal: torch.Tensor | None) -> tuple[RegionTable, torch.Tensor, int]:
+    """One batch of regions (CPU tensors) analysed: those that D proves stable get a compact row, the
+    others an eigen-analysis. Returns the table (CPU, float64), for each of its rows the region's
+    position in the batch, and how many D proved."""
     bound = torch.full((len(masks),), math.nan, dtype=torch.float64)
     if diagonal is not None:
         bound = diagonal_lyapunov_bound(network, masks, diagonal)
     proved = bound < -stability_margin
     by_diagonal, by_eigen = proved.nonzero().squeeze(1), (~proved).nonzero().squeeze(1)
-    tables, cpu_keys = [], keys.cpu()
+    tables = []
     if len(by_diagonal):
-        tables.append(_diagonal_analysis(network, masks[by_diagonal], cpu_keys[by_diagonal], bound[by_diagonal],
-                                         diagonal))
+        tables.append(_diagonal_analysis(network, masks[by_diagonal], keys[by_diagonal], bound[by_diagonal], diagonal))
     if len(by_eigen):
-        tables.append(_eigen_analysis(network, masks[by_eigen], cpu_keys[by_eigen], stability_margin))
-    table = tables[0] if len(tables) == 1 else RegionTable.concat(*tables)
-    return table.to(keys.device, dtype), torch.cat([by_diagonal, by_eigen]), len(by_diagonal)
+        tables.append(_eigen_analysis(network, masks[by_eigen], keys[by_eigen], stability_margin))
+    return RegionTable.concat(*tables), torch.cat([by_diagonal, by_eigen]), len(by_diagonal)
 
 
 def diagonal_lyapunov_bound(network: RecurrentNetwork, masks: torch.Tensor, diagonal: torch.Tensor) -> torch.Tensor:
