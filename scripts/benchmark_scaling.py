@@ -11,7 +11,9 @@ inputs u ~ U[0, 1] on every unit, float64, one thread):
               with weight -2): I - W is not a P-matrix, no global proof;
   tanh        the isn network's weights with tanh rates (Newton and the smooth certificate, or a
               contraction proof where one holds);
-  ring_ssn    the ring SSN task (100 units, rnn_ff/tasks/ring_ssn.py) with its own inputs, at one size.
+  ring_ssn    the ring SSN task (100 units, rnn_ff/tasks/ring_ssn.py) with its own inputs, at one size;
+  balanced    the balanced E/I task (1,000 units, rnn_ff/tasks/balanced.py: Rosenbaum 2024's network,
+              inhibition-stabilized, no global proof) with its own inputs, at one size.
 
 Each row runs in a fresh subprocess, so its peak RSS (ru_maxrss, the interpreter and torch
 included: the "baseline" row is an interpreter that only imports them) is that row's own. In the
@@ -36,6 +38,7 @@ from pathlib import Path
 import torch
 
 KINDS = ["proven", "isn", "multistable", "tanh"]
+TASK_KINDS = {"ring_ssn": 100, "balanced": 1000}  # built-in tasks, each at its own size
 RESIDUAL = 1e-9
 SAME = 1e-6
 CHECK_EVERY = 10
@@ -46,11 +49,10 @@ def build(kind: str, units: int):
     from rnn_ff.network import RecurrentNetwork
     from rnn_ff.random_networks import random_ei_network
 
-    if kind == "ring_ssn":
-        from rnn_ff.tasks import build_task
-        from rnn_ff.tasks.ring_ssn import RingSSNConfig
+    if kind in TASK_KINDS:
+        from rnn_ff.tasks import TASKS, build_task
 
-        task = build_task(RingSSNConfig())
+        task = build_task(TASKS[kind][0]())
         return task.network, lambda batch: task.sample(batch, torch.Generator().manual_seed(1))[0]
     network = random_ei_network(units, excitatory_radius=0.5) if kind in ("proven", "multistable") else \
         random_ei_network(units, spectral_radius=0.9)
@@ -139,7 +141,7 @@ def predicted_seconds(rows: list[dict], kind: str, units: int, batch: int) -> fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[64, 256, 1024, 4096])
-    parser.add_argument("--kinds", nargs="+", default=KINDS + ["ring_ssn"], choices=KINDS + ["ring_ssn"])
+    parser.add_argument("--kinds", nargs="+", default=KINDS + list(TASK_KINDS), choices=KINDS + list(TASK_KINDS))
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--euler-steps", type=int, default=200_000)
     parser.add_argument("--broyden-iterations", type=int, default=200)
@@ -157,7 +159,7 @@ def main() -> None:
     print(f"{'network':12s} {'N':>5s} {'rnn_ff ms/fp':>12s} {'Euler ms/fp':>11s} {'ratio':>6s} {'Broyden ms/fp':>13s} "
           f"{'peak MB':>8s}  statuses; certificate; same answer (Euler, Broyden)")
     for kind in args.kinds:
-        for units in ([100] if kind == "ring_ssn" else args.units):
+        for units in ([TASK_KINDS[kind]] if kind in TASK_KINDS else args.units):
             expected = predicted_seconds(report["rows"], kind, units, args.batch)
             if expected > args.row_budget:
                 report["rows"].append({"kind": kind, "units": units,

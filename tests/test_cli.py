@@ -61,7 +61,7 @@ def test_the_task_schemas_are_not_offered_as_tasks(tmp_path: Path):
     result = run_script(["train.py", "task=wtaa", f"paths.log_dir={tmp_path}"], check=False, timeout=120)
     assert result.returncode == 1 and "Could not find 'task/wtaa'" in result.stderr
     options = result.stderr.split("Available options in 'task':")[1].split("Config search path")[0].split()
-    assert options == ["custom", "denoising", "ring_ssn", "ssn", "transformation", "wilson_cowan", "wta"]
+    assert options == ["balanced", "custom", "denoising", "ring_ssn", "ssn", "transformation", "wilson_cowan", "wta"]
     assert not any(tmp_path.iterdir())
 
 

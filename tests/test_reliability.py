@@ -54,7 +54,7 @@ INVALID = [
     (["task.tau_inhibitory=-1"], r"task\.tau_inhibitory=-1\.0 is invalid: must be > 0"),
     (["task.input_low=1", "task.input_high=0"], r"task\.input_low=1\.0 is invalid: must be < input_high=0\.0"),
     (["task.input_high=inf"], r"task\.input_high=inf is invalid: must be a finite number"),
-    (["task.name=hopfield"], r"task\.name='hopfield' is invalid: allowed: \['custom', 'denoising'"),
+    (["task.name=hopfield"], r"task\.name='hopfield' is invalid: allowed: \['balanced', 'custom', 'denoising'"),
     (["solver.method=rk45"], r"solver\.method='rk45' is invalid: allowed: \[.*'dopri5'"),
     (["device=gpu"], r"device='gpu' is invalid: allowed: auto, cpu, cuda, cuda:N"),
     (["device=cuda:x"], r"device='cuda:x' is invalid: allowed: auto, cpu, cuda, cuda:N"),

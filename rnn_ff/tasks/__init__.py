@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rnn_ff.network import RecurrentNetwork
+from rnn_ff.tasks.balanced import BalancedConfig, BalancedTask
 from rnn_ff.tasks.base import Task, TaskConfigError
 from rnn_ff.tasks.custom import CustomConfig, CustomTask
 from rnn_ff.tasks.denoising import DenoisingConfig, DenoisingTask
@@ -21,6 +22,7 @@ TASKS = {
     "ssn": (SSNConfig, SSNTask),
     "wilson_cowan": (WilsonCowanConfig, WilsonCowanTask),
     "ring_ssn": (RingSSNConfig, RingSSNTask),
+    "balanced": (BalancedConfig, BalancedTask),
 }
 
 
