@@ -7,6 +7,8 @@ external rate, and the paradoxical response of inhibition-stabilized networks.""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from rnn_ff.solver.global_stability import prove_global_stability
 from rnn_ff.tasks import TASKS, build_task
 from rnn_ff.tasks.balanced import BalancedConfig, BalancedTask, balanced_network, book_connectivity
 from rnn_ff.tasks.base import TaskConfigError
+from tests.conftest import TINY_RUN, run_script
 
 NE, NI = 800, 200
 G, THETA = 0.00358, 9.64
@@ -177,3 +180,29 @@ def test_a_small_network_keeps_the_structure():
 def test_invalid_config_names_the_key(key, value):
     with pytest.raises(TaskConfigError, match=f"task.{key}="):
         BalancedTask(BalancedConfig(**{key: value}))
+
+
+def test_the_example_writes_the_network_as_files_and_its_command_fits_the_ff(tmp_path):
+    """scripts/examples/balanced_network_files.py, on a smaller network of the same kind: the files hold the
+    task's network, and the printed command trains the FF on it with task=custom."""
+    small = ["task.n_excitatory=40", "task.n_inhibitory=10", "task.n_external=40", "task.n_pathways=4"]
+    result = run_script(["scripts/examples/balanced_network_files.py", "--out", str(tmp_path / "files"), *small])
+    network = balanced_network(BalancedConfig(n_excitatory=40, n_inhibitory=10, n_external=40, n_pathways=4))
+    for name, tensor in (("W", network.weights), ("tau", network.tau), ("M", network.input_matrix),
+                         ("b", network.bias)):
+        np.testing.assert_array_equal(np.load(tmp_path / "files" / f"{name}.npy"), tensor.numpy())
+    command = result.stdout.strip().splitlines()[-1].split()
+    assert command[:3] == ["python", "train.py", "task=custom"] and "task.inputs.high=10" in command
+    run_script([*command[1:], *TINY_RUN, f"paths.log_dir={tmp_path}/out", "trainer.max_epochs=2"])
+    metrics = json.loads(next((tmp_path / "out").glob("runs/custom/*/metrics.json")).read_text())
+    assert metrics["data/converged"] == 160 and "test/rel_error_inhibitory" in metrics  # Dale's law inferred
+
+
+@pytest.mark.parametrize("override, message", [("task.nope=1", "error: 'task.nope=1' is not task.<key>"),
+                                               ("task.n_pathways=many", "error: 'task.n_pathways=many': task.n_"),
+                                               ("task.n_pathways=0", "error: task.n_pathways=0 is invalid")])
+def test_a_bad_override_of_the_example_is_one_line(tmp_path, override, message):
+    result = run_script(["scripts/examples/balanced_network_files.py", "--out", str(tmp_path), override],
+                        check=False)
+    assert result.returncode == 1 and result.stderr.strip().startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1

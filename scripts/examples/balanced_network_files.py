@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from rnn_ff.config import PROJECT_ROOT
-from rnn_ff.tasks.balanced import BalancedConfig, balanced_network
+from rnn_ff.tasks.balanced import BalancedConfig, BalancedTask
+from rnn_ff.tasks.base import TaskConfigError
 
 
 def config_from(overrides: list[str]) -> BalancedConfig:
@@ -31,7 +32,10 @@ def config_from(overrides: list[str]) -> BalancedConfig:
         key = key.removeprefix("task.")
         if not separator or key not in types:
             raise SystemExit(f"error: {override!r} is not task.<key>=<value> with a key of {sorted(types)}")
-        values[key] = types[key](value)
+        try:
+            values[key] = types[key](value)
+        except ValueError:
+            raise SystemExit(f"error: {override!r}: task.{key} takes a {types[key].__name__}") from None
     return BalancedConfig(**values)
 
 
@@ -41,7 +45,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="task.<key>=<value> (BalancedConfig's keys)")
     args = parser.parse_args()
     cfg = config_from(args.overrides)
-    network = balanced_network(cfg)
+    try:
+        network = BalancedTask(cfg).network
+    except TaskConfigError as error:
+        raise SystemExit(f"error: {error}") from None
     args.out.mkdir(parents=True, exist_ok=True)
     paths = {name: args.out / f"{name}.npy" for name in ("W", "tau", "M", "b")}
     for name, tensor in zip(paths, (network.weights, network.tau, network.input_matrix, network.bias)):
