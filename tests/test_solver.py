@@ -359,3 +359,4 @@ def test_the_cpu_chunk_is_bounded_in_bytes_for_large_networks():
     cpu = torch.device("cpu")
     assert auto_chunk_size(17, cpu, torch.float64) == 16384
     assert 64 <= auto_chunk_size(1024, cpu, torch.float64) * 40 * 1024 * 8 <= 2**29
+

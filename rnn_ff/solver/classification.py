@@ -66,7 +66,8 @@ class WindowVerdict:
     on_unstable: torch.Tensor  # (B,) sitting on a fixed point that is not stable
     near_stable: torch.Tensor  # (B,) in the region of a stable fixed point (ReLU), or near one (smooth)
     # (B,) within a few integrator tolerances of a stable fixed point that its certificate does not reach
-    # (a fixed point on a wall, a ball smaller than the jitter): integrate on at a finer tolerance
+    # (a fixed point on a wall, a ball smaller than the jitter): twice in a row, the sample integrates on
+    # at a finer tolerance (rnn_ff/solver/core.py)
     needs_precision: torch.Tensor
 
 

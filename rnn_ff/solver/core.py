@@ -243,7 +243,10 @@ def _decide(judge, running: RunningSamples, trajectory: torch.Tensor, integrated
     verdict = judge.classify(safe_end, drive, candidates, resting)
     running.unstable_streak = torch.where(verdict.on_unstable & candidates, running.unstable_streak + 1, 0)
     running.near_attractor |= verdict.near_stable & candidates
-    running.precise |= verdict.needs_precision & candidates
+    # Near a stable fixed point but short of its certificate twice in a row: the integrator's jitter, not
+    # the distance still to go, holds it back (a first such window is usually a state still closing in).
+    running.stalled = torch.where(verdict.needs_precision & candidates, running.stalled + 1, 0)
+    running.precise |= running.stalled >= 2
     running.track(trajectory, spacing, window_index, options)
     oscillating = torch.zeros_like(finite)
     if window_index % options.oscillation_windows == 0:

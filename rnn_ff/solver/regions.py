@@ -468,21 +468,25 @@ def _eigen_analysis(network: RecurrentNetwork, masks: torch.Tensor, keys: torch.
     certifiable = stable & (condition < 1e8) & torch.isfinite(values).all(-1)
     inverse = torch.where(certifiable[:, None, None], inverse, 0)
     inactive = ~masks  # (G, N)
-    # Q = W_RS V, in full N rows (active rows zeroed) and padded columns (padding columns of W zeroed),
-    # as one real product with V's real and imaginary parts side by side (half a complex product's work).
-    parts = (_onto(weights, active, valid) @ torch.view_as_real(vectors).flatten(-2)).unflatten(-1, (-1, 2))
-    full = torch.where(inactive[:, :, None], torch.view_as_complex(parts.contiguous()), 0)
-    # 1 + tau_i lambda_k, formed for each distinct tau (a network has a few) and gathered by unit.
-    taus, tau_index = torch.unique(tau, return_inverse=True)
-    resonance = (1.0 + taus[None, :, None] * values[:, None, :])[:, tau_index]  # (G, N, P)
+    # Q = W_RS V / (1 + tau_i lambda_k) on the inactive rows only (padded to the most any region has),
+    # then put at their units' rows of an (G, N, P) table (zero on active rows and padding columns).
+    # W_RS V is one real product with V's real and imaginary parts side by side (half a complex product).
+    rest, rest_valid = padded_active_sets(inactive, max(1, int(inactive.sum(1).max())))
+    w_rs = torch.where(rest_valid[:, :, None] & valid[:, None, :], weights[rest[:, :, None], active[:, None, :]], 0.0)
+    parts = (w_rs @ torch.view_as_real(vectors).flatten(-2)).unflatten(-1, (-1, 2))
+    full = torch.view_as_complex(parts.contiguous())  # (G, R, P)
+    tau_rest = tau[rest]
+    resonance = 1.0 + tau_rest[:, :, None] * values[:, None, :]
     singular = resonance.abs() <= 1e-8  # lambda_k = -1/tau_i: the driven term becomes t exp(lambda_k t) / tau_i
-    resonant = singular & inactive[:, :, None] & valid[:, None, :]
+    resonant = singular & rest_valid[:, :, None] & valid[:, None, :]
     has_resonance = resonant.flatten(1).any(1)
-    coupling = full / torch.where(singular, 1, resonance)
-    resonant_coupling = None
-    if has_resonance.any():
-        resonant_coupling = torch.where(resonant, full / tau[None, :, None], 0)
-        coupling = torch.where(singular, 0, coupling)
+    placed = rest[:, :, None].expand(-1, -1, width)  # padding rows add zeros to unit 0's row
+
+    def by_unit(rows: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(g, n, width, dtype=rows.dtype).scatter_add_(1, placed, rows)
+
+    coupling = by_unit(torch.where(singular, 0, full / torch.where(singular, 1, resonance)))
+    resonant_coupling = by_unit(torch.where(resonant, full / tau_rest[:, :, None], 0)) if has_resonance.any() else None
     # t exp(alpha t) <= 2 / (e |alpha|) exp(alpha t / 2): a resonance halves the decay rate of the bound.
     resonant_factor = torch.where(has_resonance, 2.0 / (math.e * -max_real), 0.0)
     off_decay = torch.where(inactive, -1.0 / tau, -math.inf).amax(-1)

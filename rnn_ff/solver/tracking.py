@@ -26,7 +26,8 @@ class RunningSamples:
     speed_early: torch.Tensor  # max speed in the first half of the block
     speed_late: torch.Tensor  # max speed in the second half of the block
     near_attractor: torch.Tensor  # a window of the block ended in the region (or near) of a stable fixed point
-    precise: torch.Tensor  # integrated at the finer tolerance (the judge's needs_precision, once set, stays)
+    stalled: torch.Tensor  # windows in a row ended near a stable fixed point that its certificate did not reach
+    precise: torch.Tensor  # integrated at the finer tolerance (from the second such window on, for good)
 
     @classmethod
     def start(cls, drive: torch.Tensor, states: torch.Tensor) -> RunningSamples:
@@ -34,7 +35,7 @@ class RunningSamples:
         zeros = torch.zeros(len(ids), dtype=drive.dtype, device=drive.device)
         no = torch.zeros_like(ids, dtype=torch.bool)
         return cls(ids, states, drive, torch.zeros_like(ids), zeros, states.clone(), states.clone(), zeros.clone(),
-                   zeros.clone(), no, no.clone())
+                   zeros.clone(), no, torch.zeros_like(ids), no.clone())
 
     def __len__(self) -> int:
         return len(self.ids)
