@@ -28,7 +28,7 @@ TINY = {
     "ssn": [],
     "wilson_cowan": [],
     "ring_ssn": [],
-    "balanced": ["task.n_excitatory=40", "task.n_inhibitory=10", "task.n_external=40"],
+    "balanced": ["task.n_excitatory=160", "task.n_inhibitory=40"],  # 200 units, still inhibition-stabilized
 }
 TINY_RUN = [
     "data.n_train=96", "data.n_val=32", "data.n_test=32", "model.hidden=16", "trainer.max_epochs=4",

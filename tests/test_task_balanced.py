@@ -8,6 +8,7 @@ external rate, and the paradoxical response of inhibition-stabilized networks.""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from rnn_ff.solver.global_stability import prove_global_stability
 from rnn_ff.tasks import TASKS, build_task
 from rnn_ff.tasks.balanced import BalancedConfig, BalancedTask, balanced_network, book_connectivity
 from rnn_ff.tasks.base import TaskConfigError
-from tests.conftest import TINY_RUN, run_script
+from rnn_ff.training import train
+from tests.conftest import TINY, TINY_RUN, compose_config, run_script
 
 NE, NI = 800, 200
 G, THETA = 0.00358, 9.64
@@ -185,9 +187,9 @@ def test_invalid_config_names_the_key(key, value):
 def test_the_example_writes_the_network_as_files_and_its_command_fits_the_ff(tmp_path):
     """scripts/examples/balanced_network_files.py, on a smaller network of the same kind: the files hold the
     task's network, and the printed command trains the FF on it with task=custom."""
-    small = ["task.n_excitatory=40", "task.n_inhibitory=10", "task.n_external=40", "task.n_pathways=4"]
+    small = ["task.n_excitatory=160", "task.n_inhibitory=40", "task.n_pathways=4"]
     result = run_script(["scripts/examples/balanced_network_files.py", "--out", str(tmp_path / "files"), *small])
-    network = balanced_network(BalancedConfig(n_excitatory=40, n_inhibitory=10, n_external=40, n_pathways=4))
+    network = balanced_network(BalancedConfig(n_excitatory=160, n_inhibitory=40, n_pathways=4))
     for name, tensor in (("W", network.weights), ("tau", network.tau), ("M", network.input_matrix),
                          ("b", network.bias)):
         np.testing.assert_array_equal(np.load(tmp_path / "files" / f"{name}.npy"), tensor.numpy())
@@ -196,6 +198,7 @@ def test_the_example_writes_the_network_as_files_and_its_command_fits_the_ff(tmp
     run_script([*command[1:], *TINY_RUN, f"paths.log_dir={tmp_path}/out", "trainer.max_epochs=2"])
     metrics = json.loads(next((tmp_path / "out").glob("runs/custom/*/metrics.json")).read_text())
     assert metrics["data/converged"] == 160 and "test/rel_error_inhibitory" in metrics  # Dale's law inferred
+    assert metrics["data/globally_stable"] == 0  # inhibition-stabilized: certified per region
 
 
 @pytest.mark.parametrize("override, message", [("task.nope=1", "error: 'task.nope=1' is not task.<key>"),
@@ -206,3 +209,16 @@ def test_a_bad_override_of_the_example_is_one_line(tmp_path, override, message):
                         check=False)
     assert result.returncode == 1 and result.stderr.strip().startswith(message)
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_task_trains_end_to_end_with_its_metrics(tmp_path):
+    """train.py's path on a 200-unit network of the same kind (TINY: 160 E, 40 I, the book's 800 external
+    neurons): every input settles, certified per region (still inhibition-stabilized), and the task's
+    metrics and each population's error are reported."""
+    cfg = compose_config(tmp_path, ["task=balanced", *TINY["balanced"], *TINY_RUN])
+    metrics = train(cfg)
+    assert metrics["data/converged"] == 160 and metrics["data/globally_stable"] == 0
+    for name in ("rel_error_excitatory", "rel_error_inhibitory", "mean_rate_error_excitatory",
+                 "mean_rate_error_inhibitory", "active_set_agreement", "recurrent_active_fraction"):
+        assert math.isfinite(metrics[f"test/{name}"]), name
+    assert metrics["test/recurrent_active_set_agreement"] == 1 and 0 < metrics["test/recurrent_active_fraction"] < 1

@@ -109,7 +109,11 @@ def balanced_network(cfg: BalancedConfig) -> RecurrentNetwork:
 class BalancedTask(Task):
     name = "balanced"
     headline_metrics = ("rel_error_excitatory",)
-    quality_targets = (QualityTarget("rel_error", 0.05),)
+    quality_targets = (QualityTarget("rel_error", 0.03),)
+    # The default run (4,096 training inputs, 1 x 512): test rel_error 0.019 (E 0.021, I 0.017), measured
+    # through task=custom on the same network and inputs (scripts/examples/balanced_network_files.py).
+    # Unlike the other tasks' it takes about 25 minutes on a 2-core CPU, not five: 5,120 fixed points
+    # of an inhibition-stabilized 1,000-unit network, each input's region analysed (about 0.25 s each).
 
     def __init__(self, cfg: BalancedConfig, network: RecurrentNetwork | None = None) -> None:
         for key in ("n_excitatory", "n_inhibitory", "n_external", "n_pathways"):
