@@ -87,12 +87,26 @@ def reference_fixed_point(weights: np.ndarray, tau: np.ndarray, drive: np.ndarra
     return None
 
 
+def _wall_network(entries: dict[tuple[int, int], float]) -> np.ndarray:
+    weights = np.zeros((6, 6))
+    for (row, column), value in entries.items():
+        weights[row, column] = value
+    return weights
+
+
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(networks())
 @example((CYCLE, np.ones(3), np.array([[1.0, 1.1, 0.9]])))
 @example((np.array([[1.5, 0.0], [0.3, 0.2]]), np.array([1.0, 0.5]), np.array([[1.0, 0.0], [-1.0, 1.0]])))
 @example((np.array([[0.99999, 0.0], [0.0, 0.0]]), np.ones(2), np.array([[0.001, 0.0]])))  # settles over ~4e6 tau
 @example((np.array([[0.0, 1.0], [0.0, 0.0]]), np.ones(2), np.array([[0.0, 0.001]])))  # a Jordan block: no eigenbasis
+# A self-exciting unit (gain 1.5) whose region's fixed point sits on its wall, and a transient that
+# turns it on by 5e-5, within the integrator's jitter: the trajectory departs; it is not at x*.
+@example((_wall_network({(1, 1): 1.5, (1, 2): 2.0, (2, 3): 0.75, (2, 5): -1.0, (3, 3): -2.0}), np.ones(6),
+          np.array([[0.0, 0.0, 0.0, 0.002, 0.0, 0.001]])))
+# The same wall, with an undamped rotation (a centre) on the other side: it oscillates.
+@example((_wall_network({(1, 1): 2.0, (1, 3): 2.0, (1, 4): -2.0, (2, 3): 0.5, (2, 5): 2.0, (3, 5): -2.0,
+                         (4, 1): 2.0, (4, 5): -2.0}), np.ones(6), np.array([[0.0, 0.0, 0.0, 0.002, 0.0, 0.001]])))
 def test_converged_exactly_when_an_independent_integration_settles_on_a_stable_fixed_point(network):
     check_solution(*network)
 

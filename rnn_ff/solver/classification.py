@@ -209,11 +209,16 @@ class PiecewiseLinearJudge:
         0, is put on x*'s side (0 for a unit that x* turns off, a point between 0 and x*_i, at most
         that tolerance away, for one it turns on): a state as close to the computed trajectory as
         the integrator vouches for, now in the region x* points to, whose fixed point is solved and
-        judged from that state like any other."""
+        judged from that state like any other. Only where the sample's own region is stable too: where
+        it is not (a unit that excites itself past 1, with x*_i = 0 on its wall), the integrator's small
+        x_i is the start of a departure, not jitter about x*, and the sample integrates on."""
         jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol
         wrong_side = torch.isfinite(fixed) & ((fixed > 0) != (states > 0))
         on_wall = candidates & wrong_side.any(-1) & (torch.where(wrong_side, states.abs(), 0).amax(-1) <= jitter)
         members = on_wall.nonzero().squeeze(1)  # host round trip
+        if len(members):
+            own_rows = self._rows(states[members], torch.ones_like(members, dtype=torch.bool), width)
+            members = members[self.table.max_real[own_rows] < -self.options.stability_margin]
         if not len(members):
             return states, fixed, width
         onto_side = torch.where(fixed[members] > 0, torch.minimum(fixed[members], jitter[members, None]) / 2, 0.0)
