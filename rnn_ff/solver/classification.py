@@ -14,7 +14,8 @@ solver class from a table), so that the window loop never asks which kind it has
 Host round trips per window (outside the integrator): the piecewise-linear judge makes four
 (the largest active set and how many samples rest in a region, which size the batched solve;
 which samples sit on a wall; torch.unique of the active sets; how many samples go on to the
-certificate's path check), one more when a sample sits on a wall, and three more when new
+certificate's path check), two more when a sample sits on a wall (torch.unique of those samples'
+own regions, which must be stable; their new active set's size), and three more whenever new
 regions appear (how many of them the stability screen leaves undecided or stable; their masks go
 to the CPU for the eigen-analysis; the table comes back); the smooth judge makes two (which
 samples are near a fixed point; their Jacobians' eigenvalues on the CPU).
