@@ -14,11 +14,12 @@ solver class from a table), so that the window loop never asks which kind it has
 Host round trips per window (outside the integrator): the piecewise-linear judge makes four
 (the largest active set and how many samples rest in a region, which size the batched solve;
 which samples sit on a wall; torch.unique of the active sets; how many samples go on to the
-certificate's path check), two more when a sample sits on a wall (torch.unique of those samples'
-own regions, which must be stable; their new active set's size), and three more whenever new
-regions appear (how many of them the stability screen leaves undecided or stable; their masks go
-to the CPU for the eigen-analysis; the table comes back); the smooth judge makes two (which
-samples are near a fixed point; their Jacobians' eigenvalues on the CPU).
+certificate's path check), three more when a sample sits on a wall (its own region's
+eigenvalues on the CPU, which must be stable: the masks there, the values back; its new active
+set's size), and three more whenever new regions appear (how many of them the stability screen
+leaves undecided or stable; their masks go to the CPU for the eigen-analysis; the table comes
+back); the smooth judge makes two (which samples are near a fixed point; their Jacobians'
+eigenvalues on the CPU).
 """
 
 from __future__ import annotations
@@ -217,9 +218,8 @@ class PiecewiseLinearJudge:
         wrong_side = torch.isfinite(fixed) & ((fixed > 0) != (states > 0))
         on_wall = candidates & wrong_side.any(-1) & (torch.where(wrong_side, states.abs(), 0).amax(-1) <= jitter)
         members = on_wall.nonzero().squeeze(1)  # host round trip
-        if len(members):
-            own_rows = self._rows(states[members], torch.ones_like(members, dtype=torch.bool), width)
-            members = members[self.table.max_real[own_rows] < -self.options.stability_margin]
+        if len(members):  # eigenvalues only, not the table's analysis: the sample leaves that region
+            members = members[max_real_eigenvalue(self.network, states[members]) < -self.options.stability_margin]
         if not len(members):
             return states, fixed, width
         onto_side = torch.where(fixed[members] > 0, torch.minimum(fixed[members], jitter[members, None]) / 2, 0.0)
