@@ -107,6 +107,10 @@ def _wall_network(entries: dict[tuple[int, int], float]) -> np.ndarray:
 # The same wall, with an undamped rotation (a centre) on the other side: it oscillates.
 @example((_wall_network({(1, 1): 2.0, (1, 3): 2.0, (1, 4): -2.0, (2, 3): 0.5, (2, 5): 2.0, (3, 5): -2.0,
                          (4, 1): 2.0, (4, 5): -2.0}), np.ones(6), np.array([[0.0, 0.0, 0.0, 0.002, 0.0, 0.001]])))
+# A self-exciting unit (gain 1.09) pushed below its wall by a transient decays back onto it: x* has
+# x1 = 0 exactly, stable from below, but the least push across the wall grows (LSODA's rounding gives it).
+@example((_wall_network({(1, 1): 1.09375, (1, 4): -1.75, (4, 5): -1.75, (5, 5): 0.875}), np.ones(6),
+          np.array([[0.0, 0.0, 0.0, 0.0, 0.001, 0.001]])))
 def test_converged_exactly_when_an_independent_integration_settles_on_a_stable_fixed_point(network):
     check_solution(*network)
 

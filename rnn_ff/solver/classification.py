@@ -13,13 +13,12 @@ solver class from a table), so that the window loop never asks which kind it has
 
 Host round trips per window (outside the integrator): the piecewise-linear judge makes four
 (the largest active set and how many samples rest in a region, which size the batched solve;
-which samples sit on a wall; torch.unique of the active sets; how many samples go on to the
-certificate's path check), three more when a sample sits on a wall (its own region's
-eigenvalues on the CPU, which must be stable: the masks there, the values back; its new active
-set's size), and three more whenever new regions appear (how many of them the stability screen
-leaves undecided or stable; their masks go to the CPU for the eigen-analysis; the table comes
-back); the smooth judge makes two (which samples are near a fixed point; their Jacobians'
-eigenvalues on the CPU).
+torch.unique of the active sets; how many samples go on to the certificate's path check; which
+samples have a moving unit whose x* lies on its wall), two more when one does (the eigenvalues of
+the region across that wall, on the CPU: the masks there, the values back), and three more
+whenever new regions appear (how many of them the stability screen leaves undecided or stable;
+their masks go to the CPU for the eigen-analysis; the table comes back); the smooth judge makes
+two (which samples are near a fixed point; their Jacobians' eigenvalues on the CPU).
 """
 
 from __future__ import annotations
@@ -146,7 +145,7 @@ class PiecewiseLinearJudge:
         # Each sample's own region fixed point first: only regions where it lies inside the
         # region (a real fixed point of the network) are worth an eigen-analysis.
         fixed = self._region_fixed_points(states > 0, drive, width)
-        states, fixed, width = self._off_the_wall(states, drive, candidates, fixed, width)
+        on_a_wall = self._on_a_wall(states, candidates, fixed)
         active_units = states > 0
         # x* must lie in the region it was solved for: a unit a hair above threshold whose
         # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
@@ -188,7 +187,12 @@ class PiecewiseLinearJudge:
                                               horizon[part])
         max_real = table.max_real[rows]
         stable, unstable = max_real < -self.options.stability_margin, max_real >= -self.options.stability_margin
-        return judge(self.network, fixed, states, drive, stable, unstable, certified, consistent, self.options)
+        stable_here = stable
+        stable = self._stable_beyond_the_wall(states, fixed, consistent, stable_here)
+        verdict = judge(self.network, fixed, states, drive, stable, unstable | stable_here & ~stable, certified,
+                        consistent, self.options)
+        verdict.needs_precision |= on_a_wall
+        return verdict
 
     def _region_fixed_points(self, active_units: torch.Tensor, drive: torch.Tensor, width: int) -> torch.Tensor:
         """The fixed point of each sample's region (nan where singular). A large network on the CPU
@@ -201,34 +205,36 @@ class PiecewiseLinearJudge:
                                                   *padded_active_sets(active_units[i:i + block], width))
                           for i in range(0, len(drive), block)])
 
-    def _off_the_wall(self, states: torch.Tensor, drive: torch.Tensor, candidates: torch.Tensor,
-                      fixed: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(states, fixed points, width) with each sample that sits on a wall moved off it. Where a
-        region's fixed point lies on a wall (a unit's x*_i within a hair of 0), the integrator's
-        jitter keeps its state crossing the wall, in the region on either side, and its own region's
-        fixed point is then on the other side: never consistent, a timeout. Such a sample, whose
-        every unit on the wrong side of its x* is within the integrator's tolerance (rtol, atol) of
-        0, is put on x*'s side (0 for a unit that x* turns off, a point between 0 and x*_i, at most
-        that tolerance away, for one it turns on): a state as close to the computed trajectory as
-        the integrator vouches for, now in the region x* points to, whose fixed point is solved and
-        judged from that state like any other. Only where the sample's own region is stable too: where
-        it is not (a unit that excites itself past 1, with x*_i = 0 on its wall), the integrator's small
-        x_i is the start of a departure, not jitter about x*, and the sample integrates on."""
+    def _on_a_wall(self, states: torch.Tensor, candidates: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        """Which samples (B,) sit on a wall. Where a region's fixed point lies within the integrator's
+        jitter of a wall (a unit's x*_i within rtol |x*| + atol of 0), that jitter keeps the state
+        crossing it, and its own region's fixed point is then on the other side: never consistent.
+        Such a sample, whose every unit on the wrong side of its own region's x* is within that
+        tolerance of 0, integrates on at a finer tolerance (`WindowVerdict.needs_precision`), where
+        the jitter no longer reaches the wall, or where its departure (a unit that excites itself
+        past 1, turned on by the transient) shows. It is never moved: the state that the judge
+        certifies from is the integrator's (at a drive of 1e-5 a move within the tolerance skips a
+        whole region)."""
         jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol
         wrong_side = torch.isfinite(fixed) & ((fixed > 0) != (states > 0))
-        on_wall = candidates & wrong_side.any(-1) & (torch.where(wrong_side, states.abs(), 0).amax(-1) <= jitter)
-        members = on_wall.nonzero().squeeze(1)  # host round trip
-        if len(members):  # eigenvalues only, not the table's analysis: the sample leaves that region
-            members = members[max_real_eigenvalue(self.network, states[members]) < -self.options.stability_margin]
+        return candidates & wrong_side.any(-1) & (torch.where(wrong_side, states.abs(), 0).amax(-1) <= jitter)
+
+    def _stable_beyond_the_wall(self, states: torch.Tensor, fixed: torch.Tensor, consistent: torch.Tensor,
+                                stable: torch.Tensor) -> torch.Tensor:
+        """`stable`, where a moving unit's x*_i is 0 to within the residual tolerance (it decays onto its
+        wall from one side: no drive, no input from the active units, or inputs that cancel), only if
+        the region across that wall (those units switched) is stable too. Otherwise x* is not a stable
+        fixed point: the least push across the wall grows (a unit that excites itself past 1), and
+        an independent integration's rounding supplies that push."""
+        scale = 1.0 + fixed.abs().amax(-1, keepdim=True)
+        on_wall = (fixed.abs() <= self.options.residual_tolerance(fixed.dtype) * scale) & (states != 0)
+        members = (consistent & stable & on_wall.any(-1)).nonzero().squeeze(1)  # host round trip
         if not len(members):
-            return states, fixed, width
-        onto_side = torch.where(fixed[members] > 0, torch.minimum(fixed[members], jitter[members, None]) / 2, 0.0)
-        moved = torch.where(wrong_side[members], onto_side, states[members])
-        states, fixed = states.clone(), fixed.clone()
-        states[members] = moved
-        width = max(width, int((moved > 0).sum(1).max()))  # host round trip
-        fixed[members] = self._region_fixed_points(moved > 0, drive[members], width)
-        return states, fixed, width
+            return stable
+        beyond = ((fixed[members] > 0) != on_wall[members]).to(fixed.dtype)
+        stable = stable.clone()
+        stable[members] = max_real_eigenvalue(self.network, beyond) < -self.options.stability_margin
+        return stable
 
     def _rows(self, states: torch.Tensor, consistent: torch.Tensor, width: int) -> torch.Tensor:
         """Each state's row in the region table, analysing the regions met for the first time.
