@@ -111,6 +111,10 @@ def _wall_network(entries: dict[tuple[int, int], float]) -> np.ndarray:
 # x1 = 0 exactly, stable from below, but the least push across the wall grows (LSODA's rounding gives it).
 @example((_wall_network({(1, 1): 1.09375, (1, 4): -1.75, (4, 5): -1.75, (5, 5): 0.875}), np.ones(6),
           np.array([[0.0, 0.0, 0.0, 0.0, 0.001, 0.001]])))
+# Drives of 1e-5: units 0 and 2 within the integrator's tolerance of their walls, in a stable region;
+# switching them off there would skip the unstable region the trajectory goes through (it diverges).
+@example((np.array([[0.9, 0, 0, 1, 0], [0, -0.5, 0.75, 0, 0], [1.5, 2, 0.9, -50, 0], [0, 0, 0, 0, -3], [0, 0, 0, 0, 0]]),
+          np.array([1.0, 0.3, 0.3, 0.3, 1.0]), np.array([[0.0, -1e-4, 0.0, 3e-5, 1.02e-5]])))
 def test_converged_exactly_when_an_independent_integration_settles_on_a_stable_fixed_point(network):
     check_solution(*network)
 
