@@ -145,7 +145,8 @@ class PiecewiseLinearJudge:
         # Each sample's own region fixed point first: only regions where it lies inside the
         # region (a real fixed point of the network) are worth an eigen-analysis.
         fixed = self._region_fixed_points(states > 0, drive, width)
-        on_a_wall = self._on_a_wall(states, candidates, fixed)
+        jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol  # the integrator's
+        on_a_wall = self._on_a_wall(states, candidates, fixed, jitter)
         active_units = states > 0
         # x* must lie in the region it was solved for: a unit a hair above threshold whose
         # region says "off" (a residual of 1e-254 passes any tolerance) is not settled there.
@@ -157,7 +158,6 @@ class PiecewiseLinearJudge:
         # judged again after the next window.
         wall = torch.where(fixed != 0, fixed.abs(), math.inf).amin(-1)
         distance = (fixed - states).abs().amax(-1)
-        jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol
         near = distance <= torch.maximum(wall, jitter)
         rows = self._rows(states, consistent & near, width)
         table = self.table
@@ -187,10 +187,9 @@ class PiecewiseLinearJudge:
                                               horizon[part])
         max_real = table.max_real[rows]
         stable, unstable = max_real < -self.options.stability_margin, max_real >= -self.options.stability_margin
-        stable_here = stable
-        stable = self._stable_beyond_the_wall(states, fixed, consistent, stable_here)
-        verdict = judge(self.network, fixed, states, drive, stable, unstable | stable_here & ~stable, certified,
-                        consistent, self.options)
+        across = self._unstable_across_a_wall(states, fixed, consistent & stable)
+        stable, unstable = stable & ~across, unstable | across
+        verdict = judge(self.network, fixed, states, drive, stable, unstable, certified, consistent, self.options)
         verdict.needs_precision |= on_a_wall
         return verdict
 
@@ -205,7 +204,8 @@ class PiecewiseLinearJudge:
                                                   *padded_active_sets(active_units[i:i + block], width))
                           for i in range(0, len(drive), block)])
 
-    def _on_a_wall(self, states: torch.Tensor, candidates: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+    def _on_a_wall(self, states: torch.Tensor, candidates: torch.Tensor, fixed: torch.Tensor,
+                   jitter: torch.Tensor) -> torch.Tensor:
         """Which samples (B,) sit on a wall. Where a region's fixed point lies within the integrator's
         jitter of a wall (a unit's x*_i within rtol |x*| + atol of 0), that jitter keeps the state
         crossing it, and its own region's fixed point is then on the other side: never consistent.
@@ -215,26 +215,23 @@ class PiecewiseLinearJudge:
         past 1, turned on by the transient) shows. It is never moved: the state that the judge
         certifies from is the integrator's (at a drive of 1e-5 a move within the tolerance skips a
         whole region)."""
-        jitter = self.options.rtol * (1.0 + fixed.abs().amax(-1)) + self.options.atol
         wrong_side = torch.isfinite(fixed) & ((fixed > 0) != (states > 0))
         return candidates & wrong_side.any(-1) & (torch.where(wrong_side, states.abs(), 0).amax(-1) <= jitter)
 
-    def _stable_beyond_the_wall(self, states: torch.Tensor, fixed: torch.Tensor, consistent: torch.Tensor,
-                                stable: torch.Tensor) -> torch.Tensor:
-        """`stable`, where a moving unit's x*_i is 0 to within the residual tolerance (it decays onto its
-        wall from one side: no drive, no input from the active units, or inputs that cancel), only if
-        the region across that wall (those units switched) is stable too. Otherwise x* is not a stable
-        fixed point: the least push across the wall grows (a unit that excites itself past 1), and
-        an independent integration's rounding supplies that push."""
+    def _unstable_across_a_wall(self, states: torch.Tensor, fixed: torch.Tensor, judged: torch.Tensor) -> torch.Tensor:
+        """Which of the judged samples (B,) have a moving unit whose x*_i is 0 to within the residual
+        tolerance (it decays onto its wall from one side: no drive, no input from the active units,
+        or inputs that cancel) and an unstable region across that wall (those units switched). Such
+        an x* is not a stable fixed point: the least push across the wall grows (a unit that excites
+        itself past 1), and an independent integration's rounding supplies that push."""
         scale = 1.0 + fixed.abs().amax(-1, keepdim=True)
-        on_wall = (fixed.abs() <= self.options.residual_tolerance(fixed.dtype) * scale) & (states != 0)
-        members = (consistent & stable & on_wall.any(-1)).nonzero().squeeze(1)  # host round trip
-        if not len(members):
-            return stable
-        beyond = ((fixed[members] > 0) != on_wall[members]).to(fixed.dtype)
-        stable = stable.clone()
-        stable[members] = max_real_eigenvalue(self.network, beyond) < -self.options.stability_margin
-        return stable
+        at_threshold = (fixed.abs() <= self.options.residual_tolerance(fixed.dtype) * scale) & (states != 0)
+        members = (judged & at_threshold.any(-1)).nonzero().squeeze(1)  # host round trip
+        across = torch.zeros_like(judged)
+        if len(members):
+            switched = ((fixed[members] > 0) != at_threshold[members]).to(fixed.dtype)
+            across[members] = ~(max_real_eigenvalue(self.network, switched) < -self.options.stability_margin)
+        return across
 
     def _rows(self, states: torch.Tensor, consistent: torch.Tensor, width: int) -> torch.Tensor:
         """Each state's row in the region table, analysing the regions met for the first time.
