@@ -31,10 +31,12 @@ from rnn_ff.solver import SolverError, solve
 from rnn_ff.storage import StorageError, atomic_write_text, writable_directory
 from rnn_ff.tasks import Task, TaskConfigError, build_task
 from rnn_ff.tasks.base import population_errors
+from rnn_ff.training_steps import EpochSteps, epoch_order
 
 log = logging.getLogger(__name__)
 # Config keys that do not change what a run computes: ignored when matching runs to resume.
-_INCIDENTAL = ("paths", "resume", "trainer.progress", "solver.progress", "device")
+_INCIDENTAL = ("paths", "resume", "trainer.progress", "trainer.checkpoint_every", "trainer.cuda_graphs",
+               "solver.progress", "device")
 
 
 class TrainingError(RuntimeError):
@@ -121,12 +123,17 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
              "best_model": copy.deepcopy(model.state_dict())}
     config = OmegaConf.to_container(cfg, resolve=True)
 
-    def save(path: Path, weights: dict) -> None:
-        save_checkpoint(path, task=task.name, model=weights, model_hparams=model.hparams,
-                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        rng={"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()},
-                        config=config, network=task.network.state_dict(), task_files=task.file_contents(),
-                        dataset=str(data.path), **state)
+    def snapshot() -> dict:
+        """What last.pt holds, as of now (an epoch's end), copied: kept each epoch, written at the
+        checkpoint cadence, at the end, and when training stops early (Ctrl-C, a non-finite loss)."""
+        return {**copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict()}),
+                "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}, **state}
+
+    def save(path: Path, contents: dict) -> None:
+        save_checkpoint(path, task=task.name, model_hparams=model.hparams, config=config,
+                        network=task.network.state_dict(), task_files=task.file_contents(), dataset=str(data.path),
+                        **contents)
 
     if checkpoint is not None:
         if Path(checkpoint["dataset"]).name != data.path.name:  # the name holds the dataset's key hash
@@ -143,12 +150,16 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
                              or state["epoch"] >= cfg.trainer.max_epochs)
         log.info("resumed from %s after epoch %d", resume_path, state["epoch"])
 
-    # The epoch that checkpoints/last.pt holds, named when training has to stop.
-    saved_epoch = state["epoch"] if resume_path == checkpoint_dir / "last.pt" else None
+    last = checkpoint_dir / "last.pt"
+    cadence = CheckpointCadence(cfg.trainer.checkpoint_every)
+    # The state at the last finished epoch, and the epoch that last.pt holds (None: not written by this run).
+    latest, saved_epoch = None, state["epoch"] if resume_path == last else None
 
     def stop(epoch: int, what: str) -> None:
-        kept = (f"The last good checkpoint is {checkpoint_dir / 'last.pt'} (epoch {saved_epoch})"
-                if saved_epoch is not None else "No checkpoint was written")
+        if latest is not None and latest["epoch"] != saved_epoch:
+            save(last, latest)  # the last finite state, so that a run with a lower lr can resume from it
+        kept = (f"The last good checkpoint is {last} (epoch {latest['epoch'] if latest else saved_epoch})"
+                if latest is not None or saved_epoch is not None else "No checkpoint was written")
         raise TrainingError(f"non-finite {what} at epoch {epoch}; stopped. {kept}; "
                             "try a lower trainer.lr or trainer.grad_clip")
 
@@ -156,49 +167,55 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
     writer = SummaryWriter(str(run_dir / "tb"), purge_step=state["epoch"] if resume_path else None)
     if resume_path is None:
         log_dataset(writer, data)
+    steps = EpochSteps(model, optimizer, train_x, train_y, cfg.trainer.batch_size, cfg.trainer.grad_clip,
+                       cfg.trainer.loss, cuda_graphs=device.type == "cuda" and cfg.trainer.cuda_graphs)
     epochs = range(state["epoch"], 0 if state["finished"] else cfg.trainer.max_epochs)
     # disable=None: tqdm draws on a terminal only (a redirected stderr gets no bars)
     bar = tqdm(epochs, desc="training", unit="epoch", disable=None if cfg.trainer.progress else True, leave=False)
     timer = PhaseTimer()
-    for epoch in bar:
-        with timer("steps"):
-            model.train()
-            order = torch.randperm(len(train_x), generator=shuffle).to(device)  # drawn on the CPU: same on any device
-            losses = [training_step(model, optimizer, train_x[batch], train_y[batch], cfg.trainer.grad_clip,
-                                    cfg.trainer.loss)
-                      for batch in order.split(cfg.trainer.batch_size)]
-            train_loss = torch.stack(losses).mean().item()  # non-finite if any batch's loss was
-        if not math.isfinite(train_loss):  # the weights are broken: stop before anything saves them
-            stop(epoch, "training loss")
-        scheduler.step()
-        with timer("validation"):
-            model.eval()
-            val = numbers(validation_metrics(model, task, data.val, cfg.trainer.loss))
-        if not math.isfinite(val["loss"]):  # the last step broke the weights: do not save them
-            stop(epoch, "validation loss")
-        with timer("logging"):
-            writer.add_scalar("lr", scheduler.get_last_lr()[0], epoch)
-            writer.add_scalar("train/loss", train_loss, epoch)
-            writer.add_scalar("val/loss", val["loss"], epoch)
-            for name, value in val.items():
-                if name.startswith("rel_error"):
-                    writer.add_scalar(f"val/{name}", value, epoch)
-            bar.set_postfix(loss=f"{train_loss:.2e}", val_rel_error=f"{val['rel_error']:.4f}")
+    try:
+        for epoch in bar:
+            with timer("steps"):
+                model.train()
+                train_loss = steps.run(epoch_order(len(train_x), shuffle, device))
+            scheduler.step()
+            with timer("validation"):  # on a GPU, where the steps' device time is waited for
+                model.eval()
+                # the epoch's one wait for the device: the training loss comes back with the validation metrics
+                val = numbers({"train_loss": train_loss, **validation_metrics(model, task, data.val, cfg.trainer.loss)})
+            if not math.isfinite(val["train_loss"]):  # the weights are broken: stop before anything saves them
+                stop(epoch, "training loss")
+            if not math.isfinite(val["loss"]):  # the last step broke the weights: do not save them
+                stop(epoch, "validation loss")
+            with timer("logging"):
+                writer.add_scalar("lr", current_lr(scheduler), epoch)
+                writer.add_scalar("train/loss", val["train_loss"], epoch)
+                writer.add_scalar("val/loss", val["loss"], epoch)
+                for name, value in val.items():
+                    if name.startswith("rel_error"):
+                        writer.add_scalar(f"val/{name}", value, epoch)
+                bar.set_postfix(loss=f"{val['train_loss']:.2e}", val_rel_error=f"{val['rel_error']:.4f}")
 
-        with timer("checkpoints"):
-            state["epoch"] = epoch + 1
-            if val["rel_error"] < state["best_val_rel_error"]:
-                state.update(best_val_rel_error=val["rel_error"], best_epoch=epoch, stale_epochs=0,
-                             best_model=copy.deepcopy(model.state_dict()))
-            else:
-                state["stale_epochs"] += 1
-            state["finished"] = (state["stale_epochs"] >= cfg.trainer.patience
-                                 or state["epoch"] == cfg.trainer.max_epochs)
-            if state["epoch"] % cfg.trainer.checkpoint_every == 0 or state["finished"]:
-                save(checkpoint_dir / "last.pt", model.state_dict())
-                saved_epoch = state["epoch"]
-        if state["finished"]:
-            break
+            with timer("checkpoints"):
+                state["epoch"] = epoch + 1
+                if val["rel_error"] < state["best_val_rel_error"]:
+                    state.update(best_val_rel_error=val["rel_error"], best_epoch=epoch, stale_epochs=0,
+                                 best_model=copy.deepcopy(model.state_dict()))
+                else:
+                    state["stale_epochs"] += 1
+                state["finished"] = (state["stale_epochs"] >= cfg.trainer.patience
+                                     or state["epoch"] == cfg.trainer.max_epochs)
+                latest = snapshot()
+                if cadence.due(state["epoch"]) or state["finished"]:
+                    with cadence.writing():
+                        save(last, latest)
+                    saved_epoch = state["epoch"]
+            if state["finished"]:
+                break
+    except KeyboardInterrupt:  # keep the last finished epoch, so that the resume command goes on from it
+        if latest is not None and latest["epoch"] != saved_epoch:
+            save(last, latest)
+        raise
     bar.close()
     early = state["stale_epochs"] >= cfg.trainer.patience
     log.info("training done after %d epochs (%s); best val/rel_error %.4f at epoch %d", state["epoch"],
@@ -206,13 +223,39 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
              if early else "trainer.max_epochs", state["best_val_rel_error"], state["best_epoch"] + 1)
 
     model.load_state_dict(state["best_model"])
-    save(checkpoint_dir / "best.pt", state["best_model"])
+    save(checkpoint_dir / "best.pt", {**snapshot(), "model": state["best_model"]})
     metrics = final_metrics(cfg, model, task, data, state) | timer.seconds(prefix="time/")
     write_json(run_dir / "metrics.json", metrics)
     log_results(writer, cfg, metrics, model, task, data, state["epoch"])
     writer.close()
     log.info("%s", run_summary(task, metrics, run_dir, data, time.perf_counter() - started))
     return metrics
+
+
+class CheckpointCadence:
+    """When the loop writes checkpoints/last.pt: every `every` epochs or, with every = 0, whenever
+    the time since the last write is at least 19 times what that write took, so that writing costs
+    at most 5% of the run on any machine (every epoch where epochs are slow, every few seconds on a
+    GPU, whose epochs take milliseconds)."""
+
+    COST = 0.05
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.write_seconds = 0.0
+        self.written_at = -math.inf
+
+    def due(self, epoch: int) -> bool:
+        if self.every:
+            return epoch % self.every == 0
+        return time.perf_counter() - self.written_at >= self.write_seconds * (1 - self.COST) / self.COST
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.written_at = time.perf_counter()
+        self.write_seconds = self.written_at - start
 
 
 class PhaseTimer:
@@ -241,18 +284,6 @@ def output_activation(model_cfg, task: Task) -> str:
     return "relu" if ACTIVATIONS[task.network.activation].nonnegative else "none"
 
 
-def training_step(model: FeedForwardApproximator, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
-                  targets: torch.Tensor, grad_clip: float, loss_kind: str = "rectified") -> torch.Tensor:
-    """One optimiser step on a batch. Returns the batch loss as a tensor on the batch's device:
-    the loop checks the losses once per epoch instead of waiting for the device at every batch."""
-    loss = model.loss(inputs, targets, loss_kind)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return loss.detach()
-
-
 def validation_metrics(model: FeedForwardApproximator, task: Task, split: Split,
                        loss_kind: str = "rectified") -> dict[str, torch.Tensor]:
     """The training loss (in float32, as in training), rel_error and each population's rel_error
@@ -270,11 +301,13 @@ def restore(checkpoint: dict, model: FeedForwardApproximator, optimizer: torch.o
     load_state_dict copies the (CPU) weights into the model's tensors and moves the optimiser's
     state beside its parameters, so a checkpoint from any device resumes on any other."""
     model.load_state_dict(checkpoint["model"])
-    # The kernel choice belongs to this run, not to the checkpoint (one written before AdamW was fused on a CPU).
-    kernels = [{key: group[key] for key in ("fused", "foreach") if key in group} for group in optimizer.param_groups]
+    # The kernel choice belongs to this run, not to the checkpoint (one written before AdamW was fused
+    # on a CPU, or by a run whose CUDA graphs held the lr as a tensor: training_steps.prepare_for_capture).
+    kernels = [{key: group[key] for key in ("fused", "foreach", "capturable") if key in group}
+               for group in optimizer.param_groups]
     optimizer.load_state_dict(checkpoint["optimizer"])
     for group, kept in zip(optimizer.param_groups, kernels):
-        group.update(kept)
+        group.update(kept, lr=float(group["lr"]))
     scheduler.load_state_dict(checkpoint["scheduler"])
 
 
@@ -296,6 +329,12 @@ def apply_changed_trainer_settings(saved: dict, trainer, optimizer: torch.optim.
         if key == "weight_decay":
             for group in optimizer.param_groups:
                 group["weight_decay"] = now
+
+
+def current_lr(scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
+    """The first group's learning rate as a Python number, computed rather than read: where the
+    optimiser holds it as a tensor on a GPU (a CUDA graph reads it there), reading would wait."""
+    return scheduler.base_lrs[0] * scheduler.lr_lambdas[0](scheduler.last_epoch)
 
 
 def lr_factor(epoch: int, warmup_epochs: int, max_epochs: int, min_lr_ratio: float) -> float:

@@ -83,18 +83,20 @@ def test_scaling_mode_measures_every_network_kind_against_euler_and_skips_rows_o
         assert row["euler"]["reached"] and row["euler"]["same"] == row["statuses"].get("converged", 0)
 
 
-def test_training_benchmark_splits_a_run_into_its_phases_and_compares_a_variant(tmp_path):
+def test_training_benchmark_splits_a_run_into_its_phases_and_compares_a_variant_and_a_git_revision(tmp_path):
     common = " ".join([*TINY["wta"], *TINY_RUN, f"paths.log_dir={tmp_path}"])
     result = run_script(["scripts/benchmark_training.py", "--tasks", "wta", "--common", common,
-                         "--variant", "trainer.batch_size=16"], timeout=300)
+                         "--variant", "trainer.batch_size=16", "--before", "HEAD"], timeout=300)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    defaults, variant = report["rows"]
-    assert (defaults["variant"], variant["variant"]) == ("defaults", "trainer.batch_size=16")
+    defaults, variant, before = report["rows"]
+    assert (defaults["variant"], variant["variant"], before["variant"]) == ("defaults", "trainer.batch_size=16",
+                                                                             "before HEAD")
+    assert before["optimizer_steps"] == defaults["optimizer_steps"] and before["wall_s"] > 0
     assert (defaults["batch_size"], variant["batch_size"]) == (32, 16)
     assert variant["optimizer_steps"] == 2 * defaults["optimizer_steps"]  # 96 inputs x 4 epochs / 16
     for row in report["rows"]:
         assert all(row[f"{phase}_s"] > 0 for phase in ("steps", "validation", "logging", "checkpoints"))
         assert row["wall_s"] > row["steps_s"] + row["validation_s"] and 0 < row["of_matmul"] < 10
         assert row["headline"] is not None
-    assert "wta: the variant takes" in result.stdout
+    assert "wta: trainer.batch_size=16 takes" in result.stdout and "wta: before HEAD takes" in result.stdout
     assert set(report["step_ms"]["wta"]) == {"fused", "default"} and min(report["step_ms"]["wta"].values()) > 0

@@ -85,7 +85,7 @@ def test_resume_auto_continues_a_killed_gpu_run(tmp_path):
     args = ["train.py", "task=wta", *TINY["wta"], "data.n_train=1024", "data.n_val=32", "data.n_test=32",
             "model.hidden=16", "trainer.batch_size=4", f"trainer.max_epochs={epochs}", "trainer.patience=100",
             "trainer.progress=false", "solver.progress=false", "trainer.n_figure_examples=0", f"device={GPU}",
-            f"paths.log_dir={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}"]
+            "trainer.checkpoint_every=1", f"paths.log_dir={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen([sys.executable, *args], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.pt"
@@ -109,6 +109,37 @@ def test_resume_auto_continues_a_killed_gpu_run(tmp_path):
     resumed = re.findall(r"resumed from (\S+) after epoch (\d+)", (run_dir / "train.log").read_text())
     assert resumed and Path(resumed[-1][0]).resolve() == last.resolve() and int(resumed[-1][1]) == interrupted_at
     assert_finite(json.loads((run_dir / "metrics.json").read_text()))
+
+
+@pytest.mark.parametrize("n_rows", [64, 70], ids=["full-batches", "a-smaller-last-batch"])
+def test_steps_replayed_from_cuda_graphs_give_the_eager_steps_numbers(n_rows):
+    """EpochSteps with CUDA graphs (3 eager warm-up steps, then each batch size captured once and
+    replayed) against the same steps run eagerly on the GPU with AdamW prepared alike: the same
+    weights and losses over epochs whose lr the scheduler halves (a lr frozen into the graph
+    would miss), to the rounding of the GPU's kernels, and one graph per batch size."""
+    from rnn_ff.model import FeedForwardApproximator
+    from rnn_ff.training_steps import EpochSteps, epoch_order, prepare_for_capture
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.rand(n_rows, 5, generator=generator).to(GPU)
+    targets = torch.relu(inputs @ torch.randn(5, 7, generator=generator).to(GPU) - 0.5)
+    results = {}
+    for cuda_graphs in (False, True):
+        torch.manual_seed(0)
+        model = FeedForwardApproximator(5, 7, hidden=32, hidden_layers=2).to(GPU)
+        model.fit_normalisation(inputs, targets)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, fused=True)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5 ** epoch)
+        prepare_for_capture(optimizer)
+        steps = EpochSteps(model, optimizer, inputs, targets, batch_size=16, grad_clip=0.5, cuda_graphs=cuda_graphs)
+        shuffle, losses = torch.Generator().manual_seed(1), []
+        for _ in range(4):
+            losses.append(steps.run(epoch_order(n_rows, shuffle, torch.device(GPU))))
+            scheduler.step()
+        results[cuda_graphs] = model.state_dict(), torch.stack(losses).cpu(), len(steps.graphs)
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[True][1], results[False][1], rtol=1e-5, atol=0)
+    assert results[True][2] == (1 if n_rows % 16 == 0 else 2) and results[False][2] == 0
 
 
 def test_gpu_checkpoint_evaluates_on_the_gpu_and_on_a_machine_without_one(gpu_run):

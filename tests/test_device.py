@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
 
 import rnn_ff.checkpoint
 from rnn_ff.checkpoint import load_approximator, load_checkpoint, save_checkpoint
@@ -26,7 +26,8 @@ from rnn_ff.evaluation import evaluate, measure_speed
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.solver import SolverOptions
 from rnn_ff.tasks import TASKS, build_task
-from rnn_ff.training import restore, training_step, validation_metrics
+from rnn_ff.training import current_lr, restore, validation_metrics
+from rnn_ff.training_steps import EpochSteps, epoch_order, prepare_for_capture
 
 GPU = torch.device("cuda")
 N_INPUTS, N_UNITS = 4, 5
@@ -78,6 +79,9 @@ def fake_gpu(monkeypatch) -> FakeTensorMode:
     if not torch.cuda._is_compiled():
         _lend_cuda_device_guard()
         monkeypatch.setattr(torch.Tensor, "backward", _gradients_where_backward_puts_them)
+    # Pinned (page-locked) host memory needs a GPU's driver; where a run pins, the fake GPU keeps
+    # the tensor as it is (its copy to the device is what these tests check).
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *args, **kwargs: self)
     return FakeTensorMode(allow_non_fake_inputs=True)
 
 
@@ -123,19 +127,46 @@ def test_the_fake_gpu_refuses_to_mix_devices_as_a_gpu_does(fake_gpu):
         assert (torch.ones(3, 4, device="cuda") / torch.ones(())).device.type == "cuda"
 
 
-def test_training_step_keeps_model_gradients_and_optimiser_state_on_the_device(fake_gpu):
+def one_epoch(model: FeedForwardApproximator, optimizer: torch.optim.Optimizer, split: Split,
+              batch_size: int = 2) -> torch.Tensor:
+    """An epoch of optimiser steps over `split` (on the model's device), as train() runs it."""
+    steps = EpochSteps(model, optimizer, split.inputs.float(), split.rates.float(), batch_size, grad_clip=1.0)
+    return steps.run(epoch_order(len(split.inputs), torch.Generator().manual_seed(0), split.inputs.device))
+
+
+def test_the_fake_gpu_refuses_to_give_a_value_where_a_gpu_would_make_the_host_wait(fake_gpu):
+    with fake_gpu:
+        total = torch.ones(3, device="cuda").sum()
+        for wait in (total.item, total.__bool__, total.tolist):
+            with pytest.raises(DataDependentOutputException):
+                wait()
+
+
+@pytest.mark.parametrize("as_captured", [False, True], ids=["eager", "as-a-cuda-graph-replays-it"])
+def test_an_epoch_keeps_everything_on_the_device_and_never_waits_for_it(fake_gpu, as_captured):
+    """The whole epoch's batches are indexed on the device, and no step fetches a value from it (a
+    fake tensor has none to give: .item() or a bool() of one raises): the epoch's loss, its one
+    value, leaves the device with the validation metrics. as_captured: with AdamW's lr a tensor on
+    the device, as a CUDA graph replays the step (the scheduler fills it in place)."""
     model, data = tiny_model(), tiny_split()
     with fake_gpu:
         model.to(GPU)
         data = data.to(GPU)
-        inputs, targets = data.inputs.float(), data.rates.float()
-        model.fit_normalisation(inputs, targets)
+        model.fit_normalisation(data.inputs.float(), data.rates.float())
         optimizer = adamw(model)
-        loss = training_step(model, optimizer, inputs, targets, grad_clip=1.0)
-    assert loss.device.type == "cuda"
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5 ** epoch)
+        if as_captured:
+            prepare_for_capture(optimizer)
+        loss = one_epoch(model, optimizer, data)
+        scheduler.step()
+        loss = one_epoch(model, optimizer, data)
+    assert loss.device.type == "cuda" and loss.dim() == 0
     assert devices(model.state_dict().values()) == {"cuda"}  # the normalisation buffers included
     assert devices(parameter.grad for parameter in model.parameters()) == {"cuda"}
     assert devices(moments(optimizer)) == {"cuda"}
+    if as_captured:
+        assert devices(group["lr"] for group in optimizer.param_groups) == {"cuda"}
+        assert current_lr(scheduler) == 0.5e-3  # logged without reading the tensor
 
 
 def test_validation_loss_and_error_are_computed_on_the_device(fake_gpu):
@@ -190,7 +221,8 @@ def test_checkpoint_of_a_run_on_the_device_holds_only_cpu_tensors(fake_gpu, monk
         model.to(GPU)
         data = data.to(GPU)
         optimizer = adamw(model)
-        training_step(model, optimizer, data.inputs.float(), data.rates.float(), grad_clip=1.0)
+        prepare_for_capture(optimizer)  # the lr a tensor on the device, as a run with CUDA graphs holds it
+        one_epoch(model, optimizer, data)
         # train() saves a deep copy as best_model; deep-copied fake tensors crash the interpreter at exit.
         save_checkpoint("last.pt", model=model.state_dict(), optimizer=optimizer.state_dict(),
                         best_model=model.state_dict())
@@ -202,7 +234,7 @@ def test_checkpoint_of_a_run_on_the_device_holds_only_cpu_tensors(fake_gpu, monk
 def test_cpu_checkpoint_resumes_with_weights_and_optimiser_state_on_the_device(fake_gpu, tmp_path):
     model, data, path = tiny_model(), tiny_split(), tmp_path / "last.pt"
     optimizer = adamw(model)
-    training_step(model, optimizer, data.inputs.float(), data.rates.float(), grad_clip=1.0)
+    one_epoch(model, optimizer, data)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
     save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict())

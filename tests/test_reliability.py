@@ -22,6 +22,7 @@ from rnn_ff.data import cache_path, dataset_key, load_or_generate
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.storage import StorageError, atomic_save, atomic_write_text
 from rnn_ff.tasks import build_task
+from rnn_ff.tasks.wta import WTATask
 from rnn_ff.training import USER_ERRORS, TrainingError, train
 from tests.conftest import TINY, TINY_RUN, compose_config, run_script
 
@@ -315,7 +316,7 @@ def test_a_finished_run_resumed_with_more_epochs_trains_on_with_the_changed_sett
     with caplog.at_level("INFO", logger="rnn_ff.training"):
         metrics = train(cfg)
     assert metrics["train/epochs"] == 6
-    assert "resume: trainer.lr 0.002 -> 0.001 (applied)" in caplog.text
+    assert f"resume: trainer.lr {WTATask.lr} -> 0.001 (applied)" in caplog.text
     assert "resume: trainer.max_epochs 4 -> 6 (applied)" in caplog.text
     resumed = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert resumed["optimizer"]["param_groups"][0]["initial_lr"] == 1e-3

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from rnn_ff import load_approximator
 from rnn_ff.data import split_slices
 from rnn_ff.config import PROJECT_ROOT, validate
+from rnn_ff.tasks.wta import WTATask
 from tests.conftest import TINY, TINY_RUN, compose_config, run_script
 
 WIDTHS, SEEDS = (8, 16), (0, 1)
@@ -121,7 +122,7 @@ def test_summarize_adds_the_keys_that_vary_and_one_line_per_task(sweep, tmp_path
     rows, config_columns, metric_columns, skipped = summarize.collect(copy)
     assert config_columns == ["task.name", "model.hidden", "seed", "model.hidden_layers", "trainer.lr"]
     assert [row["model.hidden_layers"] for row in rows] == [2, 2, 2, 1]
-    assert [row["trainer.lr"] for row in rows] == [2e-3, 2e-3, 2e-3, 1e-3]
+    assert [row["trainer.lr"] for row in rows] == [WTATask.lr] * 3 + [1e-3]
     assert metric_columns[:2] == ["val/rel_error", "test/rel_error"] and skipped == []
     assert summarize.plot_axis(rows, config_columns) == "model.hidden"
     assert summarize.plot_metric(tmp_path / "plot.png", rows, "model.hidden", config_columns) == 2

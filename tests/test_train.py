@@ -148,9 +148,21 @@ def wait_for_epoch(process: subprocess.Popen, last: Path, epoch: int, timeout: f
         time.sleep(0.02)
 
 
+def wait_for_events(process: subprocess.Popen, tb_dir: Path, epochs: int, timeout: float = 120) -> None:
+    """Until the running training has logged `epochs` epochs' val/loss to TensorBoard (or it ends)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if tb_dir.is_dir():
+            events = EventAccumulator(str(tb_dir)).Reload()
+            if "val/loss" in events.Tags()["scalars"] and len(events.Scalars("val/loss")) >= epochs:
+                return
+        time.sleep(0.05)
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     common = ["task=wta", *TINY["wta"], "data.n_train=512", "data.n_val=32", "data.n_test=32", "model.hidden=16",
               "trainer.batch_size=4", "trainer.max_epochs=30", "trainer.patience=100", "trainer.progress=false",
+              "trainer.checkpoint_every=1",  # a kill keeps the epoch before it (the default cadence: any earlier one)
               "solver.progress=false", "trainer.n_figure_examples=0", f"paths.log_dir={tmp_path / 'outputs'}"]
     run_script(["train.py", *common, f"hydra.run.dir={tmp_path / 'full'}"])
 
@@ -315,22 +327,26 @@ def test_the_literature_tasks_train_with_their_metrics_and_figure(tmp_path, task
 
 
 def test_ctrl_c_during_training_prints_one_line_with_the_command_that_resumes_this_run(tmp_path):
-    """SIGINT mid-training: exit status 130, one stderr line naming the epoch last.pt holds and the
-    resume command (this run's overrides, resume=auto, its own folder); that command finishes the run
-    in the same folder, and train.log says what happened."""
+    """SIGINT mid-training: last.pt is written then, whatever the checkpoint cadence (here: never
+    before epoch 1000), with the last finished epoch; exit status 130, one stderr line naming that
+    epoch and the resume command (this run's overrides, resume=auto, its own folder); that command
+    finishes the run in the same folder, and train.log says what happened."""
     run = tmp_path / "run"
     common = ["task=wta", *TINY["wta"], "data.n_train=512", "data.n_val=32", "data.n_test=32", "model.hidden=16",
               "trainer.batch_size=4", "trainer.max_epochs=400", "trainer.patience=1000", "trainer.progress=false",
-              "solver.progress=false", "trainer.n_figure_examples=0", f"paths.log_dir={tmp_path / 'outputs'}"]
+              "trainer.checkpoint_every=1000", "solver.progress=false", "trainer.n_figure_examples=0",
+              f"paths.log_dir={tmp_path / 'outputs'}"]
     process = subprocess.Popen([sys.executable, "train.py", *common, f"hydra.run.dir={run}"], cwd=PROJECT_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     last = run / "checkpoints" / "last.pt"
-    wait_for_epoch(process, last, 2)
+    wait_for_events(process, run / "tb", epochs=2)
+    assert not last.exists()
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     lines = stderr.strip().splitlines()
     assert process.returncode == 130 and len(lines) == 1, stderr
     epoch = load_checkpoint(last)["epoch"]
+    assert 2 <= epoch < 400
     assert lines[0].startswith(f"interrupted (Ctrl-C); {last} holds epoch {epoch}; resume with: python train.py ")
     assert "resume=auto" in lines[0] and f"hydra.run.dir={run}" in lines[0] and "Traceback" not in stderr
     assert lines[0] in (run / "train.log").read_text()

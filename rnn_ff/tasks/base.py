@@ -79,12 +79,15 @@ class Task(ABC):
     headline_metrics: tuple[str, ...] = ()
     quality_targets: tuple[QualityTarget, ...] = (QualityTarget("rel_error", 0.03),)
     # A default run's network (model.hidden, model.hidden_layers), training inputs (data.n_train)
-    # and batch size (trainer.batch_size): what the quality targets need, the whole run within five
-    # minutes on a 2-core CPU (docs/results.md shows the alternatives).
+    # and schedule (trainer.batch_size, trainer.lr, trainer.max_epochs): what the quality targets
+    # need, the whole run within five minutes on a 2-core CPU (docs/results.md shows the alternatives;
+    # the README's "Training time" how the default tasks' schedules were halved).
     hidden: int = 512
     hidden_layers: int = 1
     n_train: int = 4096
     batch_size: int = 128
+    lr: float = 2e-3
+    max_epochs: int = 300
     # The report's hardness map: task config keys and the values to sweep (their product), and
     # where along an axis the map changes kind (value, what happens beyond it).
     hardness: dict[str, tuple] = {}
