@@ -7,6 +7,8 @@ lines, integer unit ticks and no offset labels (`1e-5 - 4.803e-1`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -31,6 +33,14 @@ def _plain(axis) -> None:
             axis.ticklabel_format(axis=which, useOffset=False, style="plain")
         except AttributeError:  # a categorical axis has no scalar formatter
             pass
+
+
+def render(figure, path: Path) -> np.ndarray:
+    """Draw `figure` once, into the PNG file `path`, and close it; its RGB pixels (height x width x 3,
+    in [0, 1]) for TensorBoard, which add_figure would draw a second time (about 0.4 s of a run)."""
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return plt.imread(path)[..., :3]
 
 
 def relative_error(predicted: np.ndarray, target: np.ndarray) -> float:

@@ -45,12 +45,16 @@ class FeedForwardApproximator(nn.Module):
         self.target_mean.copy_(targets.mean(0))
         self.target_scale.copy_((targets - targets.mean(0)).std().clamp_min(1e-8))
 
-    def preactivation(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The output before its activation, in raw rate units."""
+    def standardised_output(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The output layer's value: the pre-activation less the target mean, over the target scale."""
         hidden = self.activation(self.hidden_layer((inputs - self.input_mean) / self.input_std))
         for layer in self.deeper_layers:
             hidden = self.activation(layer(hidden))
-        return self.target_mean + self.target_scale * self.output_layer(hidden)
+        return self.output_layer(hidden)
+
+    def preactivation(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The output before its activation, in raw rate units."""
+        return self.target_mean + self.target_scale * self.standardised_output(inputs)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.output_activation(self.preactivation(inputs))
@@ -71,8 +75,14 @@ class FeedForwardApproximator(nn.Module):
         if kind not in self.LOSSES:
             raise ValueError(f"loss kind {kind!r}: allowed {list(self.LOSSES)}")
         if kind == "rectified" and self.hparams["output_activation"] == "relu":
-            preactivation = self.preactivation(inputs)
-            error = torch.where(targets > 0, preactivation - targets, preactivation.clamp_min(0.0))
-        else:
-            error = self(inputs) - targets
-        return ((error / self.target_scale) ** 2).mean()
+            # The squared distance, in standardised units, to a reference without gradient: the target
+            # where it is positive; where it is 0, the output itself below a rate of 0 (no cost, no
+            # gradient), else a rate of 0. The same loss and gradient as (where(target > 0, pre - target,
+            # pre.clamp_min(0)) / scale)^2, in a third of the kernels: a training step is overhead-bound.
+            output = self.standardised_output(inputs)
+            with torch.no_grad():
+                zero_rate = -self.target_mean / self.target_scale
+                reference = torch.where(targets > 0, (targets - self.target_mean) / self.target_scale,
+                                        torch.minimum(output, zero_rate))
+            return nn.functional.mse_loss(output, reference)
+        return (((self(inputs) - targets) / self.target_scale) ** 2).mean()

@@ -24,7 +24,7 @@ from rnn_ff.cli import command, shown_path
 from rnn_ff.config import DTYPES, ConfigError, resolve_device, solver_options, validate
 from rnn_ff.data import FixedPointDataset, Split, load_or_generate
 from rnn_ff.evaluation import evaluate, measure_speed, numbers, predict, regression_metrics
-from rnn_ff.figures import MAX_CURVE_INPUTS, plot_examples, plot_response_curves, response_curve_inputs
+from rnn_ff.figures import MAX_CURVE_INPUTS, plot_examples, plot_response_curves, render, response_curve_inputs
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.network import NetworkError
 from rnn_ff.solver import SolverError, solve
@@ -458,12 +458,12 @@ def log_results(writer: SummaryWriter, cfg, metrics: dict, model, task, data: Fi
     if n > 0:
         predicted = predict(model, data.test.inputs[:n])
         figure = plot_examples(data.test.inputs[:n], data.test.rates[:n], predicted, n, task.populations())
-        figure.savefig(Path(cfg.paths.output_dir) / "examples.png", dpi=100)
-        writer.add_figure("test/examples", figure, step)
+        writer.add_image("test/examples", render(figure, Path(cfg.paths.output_dir) / "examples.png"), step,
+                         dataformats="HWC")
         if task.network.n_inputs <= MAX_CURVE_INPUTS:
             figure = response_curves(cfg, model, task, data.test.inputs)
-            figure.savefig(Path(cfg.paths.output_dir) / "response_curves.png", dpi=100)
-            writer.add_figure("test/response_curves", figure, step)
+            writer.add_image("test/response_curves", render(figure, Path(cfg.paths.output_dir) / "response_curves.png"),
+                             step, dataformats="HWC")
     hparam_values = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()
                      if k.split(".")[0] in ("task", "model", "trainer", "data", "solver") or k == "seed"}
     hparam_values = {k: v for k, v in hparam_values.items() if isinstance(v, (int, float, str, bool))}

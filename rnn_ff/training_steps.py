@@ -63,7 +63,7 @@ class EpochSteps:
         """One optimiser step on the training rows `rows`: what a CUDA graph captures. The
         gradients are zeroed in place, not dropped, so that a graph's replays write the same ones."""
         self.optimizer.zero_grad(set_to_none=False)
-        loss = self.model.loss(self.inputs[rows], self.targets[rows], self.loss_kind)
+        loss = self.model.loss(self.inputs.index_select(0, rows), self.targets.index_select(0, rows), self.loss_kind)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()

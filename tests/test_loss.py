@@ -62,3 +62,28 @@ def test_rectified_loss_terms():
     assert linear.loss(inputs, targets, "rectified").item() == linear.loss(inputs, targets, "mse").item()
     with pytest.raises(ValueError, match="allowed"):
         model.loss(inputs, targets, "huber")
+
+
+@pytest.mark.parametrize("hidden_layers", [1, 2])
+def test_rectified_loss_is_the_rectified_error_of_the_preactivation_in_value_and_gradient(hidden_layers):
+    """model.loss computes the rectified loss as a distance to a reference without gradient (fewer
+    kernels); it equals the formula it stands for, mean((where(t > 0, pre - t, max(pre, 0)) / scale)^2),
+    in value and in every parameter's gradient, on targets with many zeros and pre-activations of
+    both signs."""
+    generator = torch.Generator().manual_seed(0)
+    inputs, targets = sparse_bumps(256, generator)
+    torch.manual_seed(0)
+    model = FeedForwardApproximator(3, 24, hidden=32, hidden_layers=hidden_layers)
+    model.fit_normalisation(inputs, targets)
+    with torch.no_grad():  # pre-activations of both signs where the target is 0, and a target mean offset
+        model.output_layer.bias.normal_(generator=generator)
+        model.target_mean += 0.01
+    preactivation = model.preactivation(inputs)
+    assert (preactivation[targets == 0] < 0).any() and (preactivation[targets == 0] > 0).any()
+    formula = ((torch.where(targets > 0, preactivation - targets, preactivation.clamp_min(0.0))
+                / model.target_scale) ** 2).mean()
+    expected = torch.autograd.grad(formula, list(model.parameters()))
+    loss = model.loss(inputs, targets, "rectified")
+    torch.testing.assert_close(loss, formula, rtol=1e-5, atol=0)
+    for got, want in zip(torch.autograd.grad(loss, list(model.parameters())), expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
