@@ -81,7 +81,7 @@ class TrainerConfig:
     # mse: the squared error of the rectified output (such a unit gets no gradient and stays dead)
     loss: str = "rectified"
     patience: int = 40  # early stopping: epochs without a better val/rel_error
-    # epochs between writes of checkpoints/last.pt; 0: as often as costs at most 5% of the run (it is
+    # epochs between writes of checkpoints/last.pt; 0: as often as costs at most 2% of the run (it is
     # written at the end, and on Ctrl-C, in any case)
     checkpoint_every: int = 0
     n_figure_examples: int = 4  # test inputs drawn as recurrent-vs-FF figures
@@ -240,7 +240,7 @@ def validate(cfg) -> None:
     for key in ("max_epochs", "batch_size", "patience"):
         check(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be >= 1")
     check(trainer.checkpoint_every >= 0, "trainer.checkpoint_every", trainer.checkpoint_every,
-          "must be >= 0 (0: as often as costs at most 5% of the run)")
+          "must be >= 0 (0: as often as costs at most 2% of the run)")
     check(positive(trainer.lr), "trainer.lr", trainer.lr, "must be a finite number > 0")
     check(trainer.loss in FeedForwardApproximator.LOSSES, "trainer.loss", trainer.loss,
           f"allowed: {list(FeedForwardApproximator.LOSSES)}")
