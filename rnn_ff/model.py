@@ -78,7 +78,7 @@ class FeedForwardApproximator(nn.Module):
             # The squared distance, in standardised units, to a reference without gradient: the target
             # where it is positive; where it is 0, the output itself below a rate of 0 (no cost, no
             # gradient), else a rate of 0. The same loss and gradient as (where(target > 0, pre - target,
-            # pre.clamp_min(0)) / scale)^2, in a third of the kernels: a training step is overhead-bound.
+            # pre.clamp_min(0)) / scale)^2, in fewer kernels: a training step is overhead-bound.
             output = self.standardised_output(inputs)
             with torch.no_grad():
                 zero_rate = -self.target_mean / self.target_scale

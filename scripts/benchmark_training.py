@@ -91,8 +91,7 @@ def run_once(task: str, seed: int, overrides: list[str], device: str, root: Path
     (with time/* phases; a `project` from before they were recorded has none)."""
     run_dir = root / f"{task}-{seed}-{abs(hash((str(project), *overrides)))}"
     command = [sys.executable, str(project / "train.py"), f"task={task}", f"seed={seed}", f"device={device}",
-               f"hydra.run.dir={run_dir}", f"paths.cache_dir={PROJECT_ROOT / 'outputs' / 'cache'}",
-               "trainer.progress=false", "solver.progress=false", *overrides]
+               f"hydra.run.dir={run_dir}", "trainer.progress=false", "solver.progress=false", *overrides]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -151,9 +150,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="benchmark_training-") as root:
         projects = {name: PROJECT_ROOT for name in variants}
-        if args.before:
+        if args.before:  # the same dataset cache as today's runs, not the worktree's own
             projects[f"before {args.before}"] = Path(root) / "before"
-            variants[f"before {args.before}"] = common
+            variants[f"before {args.before}"] = [*common, f"paths.cache_dir={load_config(common).paths.cache_dir}"]
             subprocess.run(["git", "-C", str(PROJECT_ROOT), "worktree", "add", "--detach", str(Path(root) / "before"),
                             args.before], check=True, capture_output=True)
         try:
