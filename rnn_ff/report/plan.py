@@ -19,7 +19,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from rnn_ff.config import TrainerConfig, load_config
+from rnn_ff.config import load_config
 from rnn_ff.model import FeedForwardApproximator
 from rnn_ff.tasks import Task, build_task
 
@@ -86,9 +86,9 @@ def default_flops(task: Task) -> int:
 def plan(settings: Settings, tasks: tuple[str, ...] = STUDY_TASKS, extra: tuple[str, ...] = ()) -> list[Run]:
     """Every run of the study; `extra`: overrides added to every run (e.g. data.cache_dir=...)."""
     runs = []
-    epochs_cap = TrainerConfig().max_epochs
     for name in tasks:
         task = default_task(name)
+        epochs_cap = task.max_epochs  # the task's default run's
         base = (f"task={name}", *QUIET, *settings.overrides, *extra)
         study = (f"data.n_train={min(settings.study_n_train, task.n_train)}",
                  f"trainer.max_epochs={settings.study_epochs}")
