@@ -14,6 +14,7 @@ from typing import Iterator
 
 import torch
 from omegaconf import OmegaConf, open_dict
+from torch.utils._pytree import tree_flatten, tree_unflatten
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm.auto import tqdm
@@ -123,11 +124,13 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
              "best_model": copy.deepcopy(model.state_dict())}
     config = OmegaConf.to_container(cfg, resolve=True)
 
+    copies = StateCopies()
+
     def snapshot() -> dict:
         """What last.pt holds, as of now (an epoch's end), copied: kept each epoch, written at the
         checkpoint cadence, at the end, and when training stops early (Ctrl-C, a non-finite loss)."""
-        return {**copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict()}),
+        return {**copies({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict()}),
                 "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}, **state}
 
     def save(path: Path, contents: dict) -> None:
@@ -256,6 +259,27 @@ class CheckpointCadence:
         yield
         self.written_at = time.perf_counter()
         self.write_seconds = self.written_at - start
+
+
+class StateCopies:
+    """Copies of a nested training state (dicts, lists, tensors, numbers), refreshed in place at
+    each call: after the first, one foreach copy per device and dtype and no allocation (a deepcopy
+    each epoch cost about 1 ms, as much as a GPU epoch's replayed steps). Each call returns the same
+    tensors with new values: the state of the latest call."""
+
+    def __init__(self) -> None:
+        self.buffers: list[torch.Tensor] = []
+
+    def __call__(self, state: dict) -> dict:
+        leaves, spec = tree_flatten(state)
+        tensors = [leaf for leaf in leaves if isinstance(leaf, torch.Tensor)]
+        if [(t.shape, t.dtype, t.device) for t in tensors] != [(b.shape, b.dtype, b.device) for b in self.buffers]:
+            # the first call, or a changed state (AdamW's lr made a tensor for a CUDA graph)
+            self.buffers = [tensor.detach().clone() for tensor in tensors]
+        else:
+            torch._foreach_copy_(self.buffers, tensors)
+        copied = iter(self.buffers)
+        return tree_unflatten([next(copied) if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves], spec)
 
 
 class PhaseTimer:

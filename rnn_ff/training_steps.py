@@ -10,6 +10,8 @@ tests/test_cuda.py checks the replay against eager steps on a GPU.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from rnn_ff.model import FeedForwardApproximator
@@ -45,18 +47,20 @@ class EpochSteps:
 
     def run(self, order: torch.Tensor) -> torch.Tensor:
         """One epoch over the training rows in `order` (a tensor on the device); the mean batch loss
-        (non-finite if any batch's loss was)."""
+        (non-finite if any batch's loss was). With CUDA graphs, streams, capture and replay belong to
+        the current CUDA device: the data's is made current for the epoch (device=cuda:1 too)."""
         self.loss_sum.zero_()
         batches = order.split(self.batch_size)
-        for rows in batches:
-            if self.cuda_graphs and self.eager_steps >= WARMUP_STEPS:
-                graph, index = self.graphs.get(len(rows)) or self._capture(len(rows))
-                index.copy_(rows)
-                graph.replay()
-            elif self.cuda_graphs:
-                self._warm_up(rows)
-            else:
-                self.step(rows)
+        with torch.cuda.device(self.inputs.device) if self.cuda_graphs else nullcontext():
+            for rows in batches:
+                if self.cuda_graphs and self.eager_steps >= WARMUP_STEPS:
+                    graph, index = self.graphs.get(len(rows)) or self._capture(len(rows))
+                    index.copy_(rows)
+                    graph.replay()
+                elif self.cuda_graphs:
+                    self._warm_up(rows)
+                else:
+                    self.step(rows)
         return self.loss_sum / len(batches)
 
     def step(self, rows: torch.Tensor) -> None:
@@ -81,8 +85,8 @@ class EpochSteps:
         prepare_for_capture(self.optimizer)
         index = torch.zeros(size, dtype=torch.long, device=self.inputs.device)
         graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph):
+        try:  # on a capture stream of this device (torch.cuda.graph's default is made once per process)
+            with torch.cuda.graph(graph, stream=torch.cuda.Stream()):
                 self.step(index)
         except RuntimeError as error:
             raise CaptureError(f"the training step could not be captured in a CUDA graph ({error}); "

@@ -111,8 +111,9 @@ def test_resume_auto_continues_a_killed_gpu_run(tmp_path):
     assert_finite(json.loads((run_dir / "metrics.json").read_text()))
 
 
-@pytest.mark.parametrize("n_rows", [64, 70], ids=["full-batches", "a-smaller-last-batch"])
-def test_steps_replayed_from_cuda_graphs_give_the_eager_steps_numbers(n_rows):
+@pytest.mark.parametrize("n_rows, device", [(64, GPU), (70, GPU), (64, "cuda:1")],
+                         ids=["full-batches", "a-smaller-last-batch", "on-a-second-gpu"])
+def test_steps_replayed_from_cuda_graphs_give_the_eager_steps_numbers(n_rows, device):
     """EpochSteps with CUDA graphs (3 eager warm-up steps, then each batch size captured once and
     replayed) against the same steps run eagerly on the GPU with AdamW prepared alike: the same
     weights and losses over epochs whose lr the scheduler halves (a lr frozen into the graph
@@ -120,13 +121,15 @@ def test_steps_replayed_from_cuda_graphs_give_the_eager_steps_numbers(n_rows):
     from rnn_ff.model import FeedForwardApproximator
     from rnn_ff.training_steps import EpochSteps, epoch_order, prepare_for_capture
 
+    if torch.device(device).index is not None and torch.device(device).index >= torch.cuda.device_count():
+        pytest.skip(f"needs {device}: this machine has {torch.cuda.device_count()} GPU(s)")
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.rand(n_rows, 5, generator=generator).to(GPU)
-    targets = torch.relu(inputs @ torch.randn(5, 7, generator=generator).to(GPU) - 0.5)
+    inputs = torch.rand(n_rows, 5, generator=generator).to(device)
+    targets = torch.relu(inputs @ torch.randn(5, 7, generator=generator).to(device) - 0.5)
     results = {}
     for cuda_graphs in (False, True):
         torch.manual_seed(0)
-        model = FeedForwardApproximator(5, 7, hidden=32, hidden_layers=2).to(GPU)
+        model = FeedForwardApproximator(5, 7, hidden=32, hidden_layers=2).to(device)
         model.fit_normalisation(inputs, targets)
         optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, fused=True)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 0.5 ** epoch)
@@ -134,7 +137,7 @@ def test_steps_replayed_from_cuda_graphs_give_the_eager_steps_numbers(n_rows):
         steps = EpochSteps(model, optimizer, inputs, targets, batch_size=16, grad_clip=0.5, cuda_graphs=cuda_graphs)
         shuffle, losses = torch.Generator().manual_seed(1), []
         for _ in range(4):
-            losses.append(steps.run(epoch_order(n_rows, shuffle, torch.device(GPU))))
+            losses.append(steps.run(epoch_order(n_rows, shuffle, torch.device(device))))
             scheduler.step()
         results[cuda_graphs] = model.state_dict(), torch.stack(losses).cpu(), len(steps.graphs)
     torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-5, atol=1e-6)

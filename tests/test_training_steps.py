@@ -13,7 +13,7 @@ import torch
 
 from rnn_ff import training
 from rnn_ff.model import FeedForwardApproximator
-from rnn_ff.training import CheckpointCadence
+from rnn_ff.training import CheckpointCadence, StateCopies
 from rnn_ff.training_steps import EpochSteps, epoch_order, prepare_for_capture
 
 N_INPUTS, N_UNITS, N_ROWS = 5, 7, 52  # 52 rows in batches of 16: a last batch of 4
@@ -116,3 +116,28 @@ def test_the_cadence_keeps_writing_under_two_percent_of_the_time(monkeypatch):
     assert cadence.due(epoch=5)
     every_third = CheckpointCadence(every=3)
     assert [epoch for epoch in range(1, 10) if every_third.due(epoch)] == [3, 6, 9]
+
+
+def test_state_copies_hold_the_epoch_they_were_taken_at_and_follow_a_changed_state():
+    """The snapshot each epoch (what last.pt gets at Ctrl-C or a non-finite loss) stays as it was
+    while training goes on, is refreshed in place by the next call, and follows AdamW's lr
+    turning into a tensor (prepare_for_capture)."""
+    model, optimizer = model_and_optimizer()
+    run_epoch = epoch_steps(model, optimizer).run
+    run_epoch(torch.randperm(N_ROWS))
+    copies = StateCopies()
+
+    def state() -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+
+    snapshot = copies(state())
+    kept = {name: value.clone() for name, value in snapshot["model"].items()}
+    run_epoch(torch.randperm(N_ROWS))
+    assert all(torch.equal(snapshot["model"][name], value) for name, value in kept.items())  # not the live weights
+    again = copies(state())
+    assert again["model"]["output_layer.bias"] is snapshot["model"]["output_layer.bias"]  # refreshed in place
+    torch.testing.assert_close(again, state(), rtol=0, atol=0)
+    prepare_for_capture(optimizer)
+    changed = copies(state())
+    assert isinstance(changed["optimizer"]["param_groups"][0]["lr"], torch.Tensor)
+    torch.testing.assert_close(changed, state(), rtol=0, atol=0)
