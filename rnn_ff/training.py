@@ -32,7 +32,7 @@ from rnn_ff.solver import SolverError, solve
 from rnn_ff.storage import StorageError, atomic_write_text, writable_directory
 from rnn_ff.tasks import Task, TaskConfigError, build_task
 from rnn_ff.tasks.base import population_errors
-from rnn_ff.training_steps import EpochSteps, epoch_order
+from rnn_ff.training_steps import CaptureError, EpochSteps, epoch_order
 
 log = logging.getLogger(__name__)
 # Config keys that do not change what a run computes: ignored when matching runs to resume.
@@ -45,7 +45,7 @@ class TrainingError(RuntimeError):
 
 
 # Errors that describe a user's mistake or a damaged file: reported as one line.
-USER_ERRORS = (ConfigError, TaskConfigError, NetworkError, StorageError, TrainingError, SolverError)
+USER_ERRORS = (ConfigError, TaskConfigError, NetworkError, StorageError, TrainingError, SolverError, CaptureError)
 
 
 def train(cfg, task: Task | None = None) -> dict[str, float]:

@@ -9,12 +9,13 @@ replay on a GPU against eager steps there.
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rnn_ff import training
 from rnn_ff.model import FeedForwardApproximator
-from rnn_ff.training import CheckpointCadence, StateCopies
-from rnn_ff.training_steps import EpochSteps, epoch_order, prepare_for_capture
+from rnn_ff.training import USER_ERRORS, CheckpointCadence, StateCopies
+from rnn_ff.training_steps import CaptureError, EpochSteps, epoch_order, prepare_for_capture
 
 N_INPUTS, N_UNITS, N_ROWS = 5, 7, 52  # 52 rows in batches of 16: a last batch of 4
 
@@ -93,7 +94,8 @@ def test_the_step_a_cuda_graph_replays_gives_the_eager_numbers():
     torch.testing.assert_close(losses, expected, rtol=1e-5, atol=0)
     frozen, frozen_optimizer = model_and_optimizer()  # what a graph with the first lr frozen in would do
     train_epochs(frozen, frozen_optimizer, epoch_steps(frozen, frozen_optimizer).run, decay=1.0)
-    error = max((frozen.state_dict()[name] - value).abs().max().item() for name, value in reference.state_dict().items())
+    error = max((frozen.state_dict()[name] - value).abs().max().item()
+                for name, value in reference.state_dict().items())
     assert error > 1e-4
 
 
@@ -141,3 +143,18 @@ def test_state_copies_hold_the_epoch_they_were_taken_at_and_follow_a_changed_sta
     changed = copies(state())
     assert isinstance(changed["optimizer"]["param_groups"][0]["lr"], torch.Tensor)
     torch.testing.assert_close(changed, state(), rtol=0, atol=0)
+
+
+def test_a_failed_capture_is_a_one_line_error_naming_the_switch(monkeypatch):
+    """A step that a GPU cannot capture ends the run with one line (train.py's USER_ERRORS) that
+    says how to train without graphs."""
+    def refuse(*args, **kwargs):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *args, **kwargs: None)
+    monkeypatch.setattr(torch.cuda, "graph", refuse)
+    model, optimizer = model_and_optimizer()
+    with pytest.raises(CaptureError, match="trainer.cuda_graphs=false trains without") as error:
+        epoch_steps(model, optimizer)._capture(16)
+    assert isinstance(error.value, USER_ERRORS) and "\n" not in str(error.value)
