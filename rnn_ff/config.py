@@ -68,7 +68,7 @@ class TrainerConfig:
     """The plain PyTorch loop (rnn_ff/training.py): AdamW, warm-up + cosine, early stopping."""
 
     # The task's own (Task.max_epochs, Task.batch_size, Task.lr): 300, 128, 2e-3; the default tasks
-    # reach their quality in 150 epochs at a higher lr (README, "Training time")
+    # reach their quality in 140-150 epochs at a higher lr (README, "Training time")
     max_epochs: int = II("rnn_ff.task_default:${task.name},max_epochs")
     batch_size: int = II("rnn_ff.task_default:${task.name},batch_size")
     lr: float = II("rnn_ff.task_default:${task.name},lr")

@@ -124,7 +124,7 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
              "best_model": copy.deepcopy(model.state_dict())}
     config = OmegaConf.to_container(cfg, resolve=True)
 
-    copies = StateCopies()
+    copies, best_copies = StateCopies(), StateCopies()
 
     def snapshot() -> dict:
         """What last.pt holds, as of now (an epoch's end), copied: kept each epoch, written at the
@@ -158,11 +158,17 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
     # The state at the last finished epoch, and the epoch that last.pt holds (None: not written by this run).
     latest, saved_epoch = None, state["epoch"] if resume_path == last else None
 
-    def stop(epoch: int, what: str) -> None:
+    def keep_latest() -> None:
+        """last.pt gets the last finished epoch's state, unless it holds it already."""
+        nonlocal saved_epoch
         if latest is not None and latest["epoch"] != saved_epoch:
-            save(last, latest)  # the last finite state, so that a run with a lower lr can resume from it
-        kept = (f"The last good checkpoint is {last} (epoch {latest['epoch'] if latest else saved_epoch})"
-                if latest is not None or saved_epoch is not None else "No checkpoint was written")
+            save(last, latest)
+            saved_epoch = latest["epoch"]
+
+    def stop(epoch: int, what: str) -> None:
+        keep_latest()  # the last finite state, so that a run with a lower lr can resume from it
+        kept = (f"The last good checkpoint is {last} (epoch {saved_epoch})" if saved_epoch is not None
+                else "No checkpoint was written")
         raise TrainingError(f"non-finite {what} at epoch {epoch}; stopped. {kept}; "
                             "try a lower trainer.lr or trainer.grad_clip")
 
@@ -203,7 +209,7 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
                 state["epoch"] = epoch + 1
                 if val["rel_error"] < state["best_val_rel_error"]:
                     state.update(best_val_rel_error=val["rel_error"], best_epoch=epoch, stale_epochs=0,
-                                 best_model=copy.deepcopy(model.state_dict()))
+                                 best_model=best_copies(model.state_dict()))
                 else:
                     state["stale_epochs"] += 1
                 state["finished"] = (state["stale_epochs"] >= cfg.trainer.patience
@@ -216,8 +222,7 @@ def _train(cfg, task: Task | None) -> dict[str, float]:
             if state["finished"]:
                 break
     except KeyboardInterrupt:  # keep the last finished epoch, so that the resume command goes on from it
-        if latest is not None and latest["epoch"] != saved_epoch:
-            save(last, latest)
+        keep_latest()
         raise
     bar.close()
     early = state["stale_epochs"] >= cfg.trainer.patience

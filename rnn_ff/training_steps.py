@@ -53,14 +53,14 @@ class EpochSteps:
         batches = order.split(self.batch_size)
         with torch.cuda.device(self.inputs.device) if self.cuda_graphs else nullcontext():
             for rows in batches:
-                if self.cuda_graphs and self.eager_steps >= WARMUP_STEPS:
+                if not self.cuda_graphs:
+                    self.step(rows)
+                elif self.eager_steps < WARMUP_STEPS:
+                    self._warm_up(rows)
+                else:
                     graph, index = self.graphs.get(len(rows)) or self._capture(len(rows))
                     index.copy_(rows)
                     graph.replay()
-                elif self.cuda_graphs:
-                    self._warm_up(rows)
-                else:
-                    self.step(rows)
         return self.loss_sum / len(batches)
 
     def step(self, rows: torch.Tensor) -> None:
@@ -97,8 +97,8 @@ class EpochSteps:
 
 def prepare_for_capture(optimizer: torch.optim.Optimizer) -> None:
     """AdamW as a graph replays it: its learning rate a float32 tensor on the device (the scheduler
-    fills it in place; a Python float would be frozen into the graph) and capturable set (its step
-    count then stays on the device too). Changes the numbers only by the lr's float32 rounding."""
+    fills it in place; a Python float would be frozen into the graph) and capturable set (AdamW
+    refuses to be captured without it). Changes the numbers only by the lr's float32 rounding."""
     for group in optimizer.param_groups:
         device = group["params"][0].device
         if not isinstance(group["lr"], torch.Tensor):

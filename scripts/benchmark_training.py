@@ -102,17 +102,17 @@ def run_once(task: str, seed: int, overrides: list[str], device: str, root: Path
 
 
 def summary(task: str, runs: list[dict], batch: int, hidden: int, matmul: float, headline: str | None) -> dict:
-    def median(key: str) -> float:  # the mean over seeds, as the training-time targets are stated
+    def mean(key: str) -> float:  # over seeds, as the training-time targets are stated
         return statistics.mean(run.get(key, math.nan) for run in runs)
 
-    steps_seconds = median("time/steps_seconds")
-    inputs_seen = median("data/train_size") * median("train/epochs")
-    achieved = 3 * median("model/flops_per_input") * inputs_seen / steps_seconds
-    row = {"task": task, "wall_s": median("wall_seconds"), "data_s": median("data/seconds"),
-           **{f"{phase}_s": median(f"time/{phase}_seconds") for phase in PHASES},
-           "epochs": median("train/epochs"), "optimizer_steps": inputs_seen / batch,
+    steps_seconds = mean("time/steps_seconds")
+    inputs_seen = mean("data/train_size") * mean("train/epochs")
+    achieved = 3 * mean("model/flops_per_input") * inputs_seen / steps_seconds
+    row = {"task": task, "wall_s": mean("wall_seconds"), "data_s": mean("data/seconds"),
+           **{f"{phase}_s": mean(f"time/{phase}_seconds") for phase in PHASES},
+           "epochs": mean("train/epochs"), "optimizer_steps": inputs_seen / batch,
            "steps_gflops": achieved / 1e9, "matmul_gflops": matmul / 1e9, "of_matmul": achieved / matmul,
-           "test_rel_error": median("test/rel_error"), "headline": median(headline) if headline else None,
+           "test_rel_error": mean("test/rel_error"), "headline": mean(headline) if headline else None,
            "batch_size": batch, "hidden": hidden}
     row["other_s"] = row["wall_s"] - row["data_s"] - sum(row[f"{phase}_s"] for phase in PHASES)
     return row
